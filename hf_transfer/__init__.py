@@ -1,0 +1,31 @@
+"""hf_transfer: transfer learning and unsupervised domain adaptation for Hugging Face `transformers` models."""
+
+from .data import AMAZON_DOMAINS, load_amazon_reviews
+from .domain_adaptation_config import DomainAdaptationConfig
+from .domain_adaptation_trainer import DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
+from .losses import (
+    DomainDiscriminator,
+    coral_loss,
+    dann_coefficient,
+    domain_adversarial_loss,
+    gradient_reversal,
+    mmd_loss,
+)
+from .metrics import compute_classification_metrics, load_metric
+
+__all__ = [
+    "AMAZON_DOMAINS",
+    "DomainAdaptationConfig",
+    "DomainAdaptationMixin",
+    "DomainAdaptationTrainer",
+    "DomainDiscriminator",
+    "DomainMixingBatchSampler",
+    "compute_classification_metrics",
+    "coral_loss",
+    "dann_coefficient",
+    "domain_adversarial_loss",
+    "gradient_reversal",
+    "load_amazon_reviews",
+    "load_metric",
+    "mmd_loss",
+]

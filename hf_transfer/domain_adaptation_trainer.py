@@ -1,0 +1,474 @@
+"""`DomainAdaptationTrainer`: a `transformers.Trainer` that adds DANN, MMD and CORAL alignment losses.
+
+The trainer takes a labeled source `train_dataset` and an unlabeled `target_dataset`. Every training batch holds
+source and target rows in a fixed ratio; one forward pass runs over both; the classification loss uses the source
+rows only; the alignment losses compare the pooled source and target features. Everything is in
+`DomainAdaptationMixin`, so an existing `Trainer` subclass becomes domain-adaptive by mixing it in.
+"""
+
+import contextlib
+import copy
+import math
+import os
+import time
+from collections import defaultdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import seed_worker
+
+from .domain_adaptation_config import DomainAdaptationConfig
+from .losses import DomainDiscriminator, coral_loss, dann_coefficient, domain_adversarial_loss, mmd_loss
+from .model_card import write_model_card
+
+DOMAIN_LABELS_KEY = "domain_labels"
+DISCRIMINATOR_WEIGHTS_NAME = "domain_discriminator.safetensors"
+CLASSIFIER_MODULE_NAMES = ("classifier", "score")
+
+
+class DomainMixingBatchSampler(Sampler[list[int]]):
+    """Batches of `source_rows` source indices followed by `target_rows` target indices.
+
+    Indices address a dataset that holds the `num_source` source rows first and the `num_target` target rows
+    after them. An epoch is one pass over a fresh permutation of the source (the last `num_source % source_rows`
+    rows of the permutation are left for later epochs); target rows are drawn from back-to-back permutations of
+    the target, so a smaller target set cycles and a larger one is sampled without repeats. The order depends
+    only on `(seed, epoch)`, so a resumed run sees exactly the batches an uninterrupted run sees.
+    """
+
+    def __init__(self, num_source: int, num_target: int, source_rows: int, target_rows: int, seed: int):
+        self.num_source, self.num_target = num_source, num_target
+        self.source_rows, self.target_rows = source_rows, target_rows
+        self.batch_size = source_rows + target_rows
+        self.drop_last = False
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_source // self.source_rows
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        source_order = torch.randperm(self.num_source, generator=generator).tolist()
+        num_batches = len(self)
+        target_order: list[int] = []
+        if self.target_rows:
+            permutations = math.ceil(num_batches * self.target_rows / self.num_target)
+            for _ in range(permutations):
+                target_order += torch.randperm(self.num_target, generator=generator).tolist()
+        for batch in range(num_batches):
+            source = source_order[batch * self.source_rows : (batch + 1) * self.source_rows]
+            target = target_order[batch * self.target_rows : (batch + 1) * self.target_rows]
+            yield source + [self.num_source + index for index in target]
+
+
+class _TwoDomainDataset(Dataset):
+    """Source rows then target rows; each row gets its domain label, target rows get the ignore label -100."""
+
+    def __init__(self, source, target, label_key: str):
+        self.source, self.target, self.label_key = source, target, label_key
+
+    def __len__(self) -> int:
+        return len(self.source) + (len(self.target) if self.target is not None else 0)
+
+    def __getitem__(self, index: int) -> dict:
+        if index < len(self.source):
+            row = dict(self.source[index])
+            row[DOMAIN_LABELS_KEY] = 0
+        else:
+            row = dict(self.target[index - len(self.source)])
+            row[self.label_key] = -100  # target labels, if any, never reach the loss
+            row[DOMAIN_LABELS_KEY] = 1
+        return row
+
+
+class _DomainLabelCollator:
+    """Runs the user's collator on the rows without their domain label, then adds `domain_labels` to the batch."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, features: list[dict]) -> dict:
+        domains = [feature.pop(DOMAIN_LABELS_KEY) for feature in features]
+        batch = self.collator(features)
+        batch[DOMAIN_LABELS_KEY] = torch.tensor(domains, dtype=torch.long)
+        return batch
+
+
+def find_classifier_module(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
+    """The classification head of a transformers (or PEFT-wrapped) classification model, by module name."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for candidate in [name] if name else CLASSIFIER_MODULE_NAMES:
+        try:
+            return candidate, base.get_submodule(candidate)
+        except AttributeError:
+            continue
+    raise ValueError(
+        f"Could not find the classification head of {type(base).__name__} "
+        f"(looked for {[name] if name else list(CLASSIFIER_MODULE_NAMES)}). Pass a model with a classification "
+        "head (an `AutoModelForSequenceClassification` / `AutoModelForImageClassification`), or name the head "
+        "module with `classifier_module`."
+    )
+
+
+def _feature_dim(model: nn.Module, classifier: nn.Module, alignment_features: str) -> int:
+    if alignment_features == "head_input":
+        for module in classifier.modules():
+            if isinstance(module, nn.Linear):
+                return module.in_features
+        raise ValueError(
+            f"The classification head {type(classifier).__name__} has no nn.Linear layer to read the feature size "
+            "from: set `alignment_features` to 'cls_token' or 'mean_pooling'."
+        )
+    config = model.config
+    if getattr(config, "hidden_size", None):
+        return config.hidden_size
+    if getattr(config, "hidden_sizes", None):
+        return config.hidden_sizes[-1]
+    raise ValueError(
+        f"Cannot tell the hidden size of {type(config).__name__}: use `alignment_features='head_input'`."
+    )
+
+
+def _pool(features: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """Reduce `(B, D)`, `(B, T, D)` token or `(B, C, H, W)` map features to `(B, D)`."""
+    if features.dim() == 2:
+        return features
+    if features.dim() == 4:  # CNN feature map: global average pooling
+        return features.float().mean(dim=(2, 3)).to(features.dtype)
+    if features.dim() != 3:
+        raise ValueError(f"Cannot pool features of shape {tuple(features.shape)} into one vector per example.")
+    if how == "mean_pooling":
+        if attention_mask is None:
+            return features.mean(dim=1)
+        mask = attention_mask.unsqueeze(-1).to(features.dtype)
+        return (features * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    return features[:, 0]  # the [CLS] token, as BERT-style and ViT heads read it
+
+
+class DomainAdaptationMixin:
+    """Domain adaptation for any `transformers.Trainer` (sub)class: `class MyDATrainer(DomainAdaptationMixin, MyTrainer)`.
+
+    Extra keyword arguments: `target_dataset` (unlabeled target-domain rows with the same model-input columns
+    as `train_dataset`; a label column there is ignored) and `peft_config` (wraps the model with PEFT and
+    always trains and saves the classification head). A plain `TrainingArguments` is accepted and upgraded
+    to a `DomainAdaptationConfig` with the default adaptation settings (DANN).
+    """
+
+    _tag_names = ["hf_transfer", "domain-adaptation"]
+    # compute_loss returns per-batch means; the Trainer divides them by the accumulation steps, which is exact
+    # because every micro-batch holds the same number of source and target rows.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model=None, args=None, *trainer_args, target_dataset=None, peft_config=None, **kwargs):
+        # 1. args
+        if args is None:
+            args = DomainAdaptationConfig(output_dir="trainer_output")
+        elif not isinstance(args, DomainAdaptationConfig):
+            if not isinstance(args, TrainingArguments):
+                raise TypeError(f"`args` must be a TrainingArguments or DomainAdaptationConfig, got {type(args)}.")
+            values = {f: getattr(args, f) for f in TrainingArguments.__dataclass_fields__ if f in args.__dict__}
+            args = DomainAdaptationConfig(**{k: v for k, v in values.items() if _is_init_field(k)})
+
+        # 2. model
+        if model is None or isinstance(model, str):
+            raise TypeError(
+                "`model` must be a loaded classification model, e.g. "
+                "`AutoModelForSequenceClassification.from_pretrained(name, num_labels=...)`."
+            )
+        problem_type = getattr(getattr(model, "config", None), "problem_type", None)
+        if problem_type not in (None, "single_label_classification"):
+            raise ValueError(
+                f"The model's `config.problem_type` is {problem_type!r}; DomainAdaptationTrainer trains single-label "
+                "classification (cross-entropy on the source rows). Set `problem_type='single_label_classification'`."
+            )
+        if getattr(getattr(model, "config", None), "num_labels", 2) < 2:
+            raise ValueError(
+                "The model has `num_labels` < 2 (regression); DomainAdaptationTrainer needs a classifier with at "
+                "least 2 labels: load it with `num_labels=<number of classes>`."
+            )
+
+        # 3. PEFT: the classification head always trains and is saved with the adapter
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            head_name, _ = find_classifier_module(model, args.classifier_module)
+            peft_config = copy.deepcopy(peft_config)
+            modules_to_save = list(peft_config.modules_to_save or [])
+            if head_name not in modules_to_save:
+                peft_config.modules_to_save = modules_to_save + [head_name]
+            model = get_peft_model(model, peft_config)
+
+        # 4. the features that are aligned, and the domain discriminator
+        self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
+        self.domain_discriminator = None
+        if "dann" in args.adaptation_loss:
+            self.domain_discriminator = DomainDiscriminator(
+                _feature_dim(model, self._classifier, args.alignment_features),
+                hidden_size=args.discriminator_hidden_size,
+                num_hidden_layers=args.discriminator_num_layers,
+                dropout=args.discriminator_dropout,
+            )
+
+        # 5. datasets
+        if args.adaptation_loss:
+            if target_dataset is None:
+                raise ValueError(
+                    f"`adaptation_loss`={args.adaptation_loss} needs unlabeled target rows: pass `target_dataset=`, "
+                    "or set `adaptation_loss` to 'none' for the source-only baseline."
+                )
+            if len(target_dataset) == 0:
+                raise ValueError("`target_dataset` is empty: pass at least one unlabeled target-domain row.")
+        self.target_dataset = target_dataset
+
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError(
+                "`compute_loss_func` is not supported by DomainAdaptationTrainer: it computes the source "
+                "cross-entropy and the alignment losses itself. Remove `compute_loss_func`."
+            )
+        super().__init__(model, args, *trainer_args, **kwargs)
+
+        if self.domain_discriminator is not None:
+            if self.optimizer is not None:
+                raise ValueError(
+                    "A custom optimizer was passed in `optimizers`, but DANN also trains the domain discriminator, "
+                    "whose parameters it would miss. Let the trainer create the optimizer (set `optim` and "
+                    "`learning_rate` in the config) or override `create_optimizer`."
+                )
+            self.domain_discriminator.to(self.args.device)
+
+        # 6. metrics, tags
+        self._metrics = defaultdict(list)
+        self._train_start_time = None
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names + list(args.adaptation_loss))
+
+    # ---- data -----------------------------------------------------------------------------------------------
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Batches that hold `source_rows_per_batch` source rows and `target_rows_per_batch` target rows."""
+        if self.train_dataset is None:
+            raise ValueError("DomainAdaptationTrainer: training requires a labeled source `train_dataset`.")
+        args = self.args
+        source = self._prepare_domain_dataset(self.train_dataset, "train_dataset")
+        label_key = "labels" if "labels" in source.column_names else "label"
+        if label_key not in source.column_names:
+            raise ValueError(
+                f"`train_dataset` has no `label` or `labels` column (columns: {source.column_names}): the source "
+                "rows must be labeled."
+            )
+        target = None
+        if args.target_rows_per_batch:
+            target = self._prepare_domain_dataset(self.target_dataset, "target_dataset")
+            target = target.remove_columns([c for c in ("label", "labels") if c in target.column_names])
+            missing = sorted(set(source.column_names) - {label_key} - set(target.column_names))
+            if missing:
+                raise ValueError(
+                    f"`target_dataset` lacks the model-input column(s) {missing} that `train_dataset` has: "
+                    "preprocess both datasets the same way (same tokenizer / image processor)."
+                )
+            extra = [c for c in target.column_names if c not in source.column_names]
+            target = target.remove_columns(extra) if extra else target
+        if len(source) < args.source_rows_per_batch:
+            raise ValueError(
+                f"`train_dataset` has {len(source)} rows, fewer than the {args.source_rows_per_batch} source rows "
+                "of one batch: lower `per_device_train_batch_size` or add data."
+            )
+        sampler = DomainMixingBatchSampler(
+            num_source=len(source),
+            num_target=len(target) if target is not None else 0,
+            source_rows=args.source_rows_per_batch,
+            target_rows=args.target_rows_per_batch,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+        )
+        dataloader = DataLoader(
+            _TwoDomainDataset(source, target, label_key),
+            batch_sampler=sampler,
+            collate_fn=_DomainLabelCollator(self.data_collator),
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers if args.dataloader_num_workers else False,
+            worker_init_fn=lambda worker_id: seed_worker(worker_id, args.dataloader_num_workers, args.process_index),
+        )
+        return self.accelerator.prepare(dataloader)
+
+    def _prepare_domain_dataset(self, dataset, argument: str):
+        import datasets
+
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError(f"`{argument}` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
+        if len(dataset) == 0:
+            raise ValueError(f"`{argument}` is empty.")
+        return self._remove_unused_columns(dataset, description=argument)
+
+    # ---- optimisation -----------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, plus one parameter group for the domain discriminator."""
+        optimizer = super().create_optimizer(model)
+        if self.domain_discriminator is not None and not any(
+            group.get("name") == "domain_discriminator" for group in optimizer.param_groups
+        ):
+            learning_rate = self.args.discriminator_learning_rate or self.args.learning_rate
+            decay = [p for p in self.domain_discriminator.parameters() if p.dim() > 1]
+            no_decay = [p for p in self.domain_discriminator.parameters() if p.dim() <= 1]
+            optimizer.add_param_group(
+                {"params": decay, "weight_decay": self.args.weight_decay, "lr": learning_rate, "name": "domain_discriminator"}
+            )
+            optimizer.add_param_group(
+                {"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": "domain_discriminator"}
+            )
+        return optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # The discriminator is not inside the DDP-wrapped model: average its gradients across processes here.
+        if self.domain_discriminator is not None and self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
+            grads = [p.grad for p in self.domain_discriminator.parameters() if p.grad is not None]
+            if grads:
+                flat = self.accelerator.reduce(torch.cat([g.flatten() for g in grads]), reduction="mean")
+                for grad, new in zip(grads, flat.split([g.numel() for g in grads])):
+                    grad.copy_(new.view_as(grad))
+        return loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        domain_labels = inputs.pop(DOMAIN_LABELS_KEY, None)
+        labels = inputs.pop("labels", None)
+        align = model.training and domain_labels is not None and bool(self.args.adaptation_loss)
+        from_hidden_states = align and self.args.alignment_features != "head_input"
+        if from_hidden_states:
+            inputs["output_hidden_states"] = True
+
+        with self._capture_head_input(enabled=align and not from_hidden_states) as captured:
+            outputs = model(**inputs)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+
+        if labels is None:
+            loss = logits.new_zeros(())
+        else:
+            is_source = labels != -100 if domain_labels is None else domain_labels == 0
+            loss = F.cross_entropy(
+                logits[is_source].float(), labels[is_source], label_smoothing=self.args.label_smoothing_factor
+            )
+        if model.training:
+            self._record("loss/task", loss)
+
+        if align:
+            if from_hidden_states:
+                hidden = outputs["hidden_states"][-1]
+                features = _pool(hidden, inputs.get("attention_mask"), self.args.alignment_features)
+            else:
+                features = _pool(captured["features"], None, "head_input")
+            source, target = features[domain_labels == 0], features[domain_labels == 1]
+            for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
+                value = self._alignment_loss(name, source, target)
+                self._record(f"loss/{name}", value)
+                loss = loss + weight * value
+
+        return (loss, outputs) if return_outputs else loss
+
+    def _alignment_loss(self, name: str, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if name == "dann":
+            progress = self.state.global_step / max(self.state.max_steps, 1)
+            coefficient = dann_coefficient(
+                progress, self.args.dann_schedule, self.args.dann_gamma, self.args.dann_max_coefficient
+            )
+            value, accuracy = domain_adversarial_loss(self.domain_discriminator, source, target, coefficient)
+            self._record("dann/lambda", torch.tensor(coefficient, device=value.device))
+            self._record("dann/discriminator_accuracy", accuracy)
+            return value
+        if name == "mmd":
+            return mmd_loss(source, target, tuple(self.args.mmd_kernel_multipliers), self.args.mmd_estimator)
+        if name == "coral":
+            return coral_loss(source, target)
+        raise ValueError(f"Unknown adaptation loss {name!r}.")
+
+    @contextlib.contextmanager
+    def _capture_head_input(self, enabled: bool):
+        captured: dict[str, torch.Tensor] = {}
+        if not enabled:
+            yield captured
+            return
+
+        def hook(module, args, kwargs):
+            captured["features"] = args[0] if args else next(iter(kwargs.values()))
+
+        handle = self._classifier.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    # ---- logging ------------------------------------------------------------------------------------------------
+
+    def _record(self, name: str, value: torch.Tensor) -> None:
+        """Store a training scalar, averaged over processes; `log()` flushes the mean since the last log."""
+        value = value.detach().float().reshape(1)
+        self._metrics[name].append(self.accelerator.gather_for_metrics(value).mean().item())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metrics:
+            logs = {**logs, **{name: sum(values) / len(values) for name, values in self._metrics.items()}}
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # ---- training state ----------------------------------------------------------------------------------------
+
+    def train(self, *args, **kwargs):
+        self._train_start_time = time.time()
+        return super().train(*args, **kwargs)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.domain_discriminator is not None and self.args.should_save:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.domain_discriminator.state_dict().items()}
+            save_file(state, os.path.join(output_dir, DISCRIMINATOR_WEIGHTS_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is not None and self.domain_discriminator is not None:
+            path = os.path.join(checkpoint, DISCRIMINATOR_WEIGHTS_NAME)
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"The checkpoint {checkpoint} has no {DISCRIMINATOR_WEIGHTS_NAME}: it was not written by a DANN "
+                    "run. Resume with the `adaptation_loss` the checkpoint was trained with."
+                )
+            self.domain_discriminator.load_state_dict(load_file(path, device=str(self.args.device)))
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
+        """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`)."""
+        if not self.is_world_process_zero():
+            return
+        write_model_card(self, model_name=model_name, **kwargs)
+
+
+def _is_init_field(name: str) -> bool:
+    return DomainAdaptationConfig.__dataclass_fields__[name].init
+
+
+class DomainAdaptationTrainer(DomainAdaptationMixin, Trainer):
+    """A `transformers.Trainer` for unsupervised domain adaptation (DANN, MMD, CORAL) of classification models.
+
+    Example:
+
+    ```python
+    from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
+
+    args = DomainAdaptationConfig(output_dir="out", adaptation_loss=["dann"], per_device_train_batch_size=32)
+    trainer = DomainAdaptationTrainer(
+        model=model, args=args, train_dataset=source_train, target_dataset=target_unlabeled,
+        eval_dataset={"source_validation": source_val, "target_test": target_test},
+        processing_class=tokenizer, compute_metrics=compute_classification_metrics,
+    )
+    trainer.train()
+    ```
+    """

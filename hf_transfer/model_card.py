@@ -1,0 +1,192 @@
+"""Model cards written by every hf_transfer training run, from the run itself.
+
+The template, `hf_transfer/templates/model_card.md`, ships inside the package and is rendered with
+`huggingface_hub.ModelCard`.
+"""
+
+import os
+import platform
+from pathlib import Path
+
+import huggingface_hub
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
+
+METHODS = {
+    "dann": (
+        "DANN",
+        "domain-adversarial training: a domain discriminator behind a gradient reversal layer",
+        "Ganin et al., *Domain-Adversarial Training of Neural Networks*, JMLR 2016",
+    ),
+    "mmd": (
+        "MMD (DAN)",
+        "multi-kernel maximum mean discrepancy between source and target features",
+        "Long et al., *Learning Transferable Features with Deep Adaptation Networks*, ICML 2015",
+    ),
+    "coral": (
+        "CORAL",
+        "matching the covariances of source and target features",
+        "Sun & Saenko, *Deep CORAL: Correlation Alignment for Deep Domain Adaptation*, ECCV Workshops 2016",
+    ),
+}
+
+
+def describe_source(name: str | None) -> str:
+    """A Hub id as is; a local path as 'local files (<name>)', never an absolute path."""
+    if not name:
+        return "not recorded"
+    if os.path.isabs(name) or os.path.exists(name):
+        return f"local files ({Path(name).name})"
+    return name
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.device_count()} × {torch.cuda.get_device_name(device)}"
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def write_model_card(
+    trainer,
+    model_name: str | None = None,
+    base_model: str | None = None,
+    source_dataset: str | None = None,
+    target_dataset: str | None = None,
+    results: dict[str, float] | None = None,
+    output_dir: str | None = None,
+) -> str:
+    """Render the card of a finished run into `output_dir/README.md` (default: `trainer.args.output_dir`)."""
+    args = trainer.args
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base_model = describe_source(base_model or getattr(base.config, "_name_or_path", None))
+    model_name = model_name or Path(args.output_dir).name
+    base_model_on_hub = base_model != "not recorded" and not base_model.startswith("local files")
+    losses = list(getattr(args, "adaptation_loss", []))
+    is_image = getattr(base, "main_input_name", "input_ids") == "pixel_values"
+    task = "image-classification" if is_image else "text-classification"
+
+    if results is None:
+        results = {}
+        for entry in trainer.state.log_history:
+            results.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    results_table = []
+    eval_results = []
+    for key, value in sorted(results.items()):
+        metric = next((m for m in ("accuracy", "macro_f1") if key.endswith(m)), None)
+        if metric is None or not key.startswith("eval_"):
+            continue
+        split = key[len("eval_") : -len(metric)].strip("_") or "eval"
+        results_table.append({"set": split, "metric": metric, "value": f"{value:.4f}"})
+        eval_results.append(
+            EvalResult(
+                task_type=task,
+                dataset_type=describe_source(target_dataset if "target" in split else source_dataset),
+                dataset_name=split,
+                metric_type="accuracy" if metric == "accuracy" else "f1",
+                metric_name=metric,
+                metric_value=float(value),
+            )
+        )
+
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config:
+        config = next(iter(peft_config.values()))
+        strategy = (
+            f"{config.peft_type.value} (r={getattr(config, 'r', '-')}, alpha={getattr(config, 'lora_alpha', '-')}, "
+            f"target_modules={sorted(config.target_modules) if config.target_modules else '-'}, "
+            f"modules_to_save={config.modules_to_save})"
+        )
+        usage = (
+            "from peft import AutoPeftModelForSequenceClassification\n\n"
+            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")'
+        )
+    else:
+        strategy = "full fine-tuning (all parameters trained)"
+        auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
+        usage = f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{model_name}")'
+
+    hyperparameters = [
+        ("adaptation_loss", losses or "none (source-only)"),
+        ("adaptation_loss_weights", getattr(args, "adaptation_loss_weights", None)),
+        ("max_steps", trainer.state.max_steps),
+        ("per_device_train_batch_size", args.per_device_train_batch_size),
+        ("target_batch_fraction", getattr(args, "target_batch_fraction", None) if losses else "-"),
+        ("gradient_accumulation_steps", args.gradient_accumulation_steps),
+        ("learning_rate", args.learning_rate),
+        ("lr_scheduler_type", args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value") else args.lr_scheduler_type),
+        ("warmup_steps", args.warmup_steps),
+        ("weight_decay", args.weight_decay),
+        ("seed", args.seed),
+    ]
+    if "dann" in losses:
+        hyperparameters += [
+            ("dann_schedule", f"{args.dann_schedule} (gamma={args.dann_gamma}, max={args.dann_max_coefficient})"),
+            ("discriminator", f"{args.discriminator_num_layers} × {args.discriminator_hidden_size}, dropout {args.discriminator_dropout}"),
+        ]
+    if "mmd" in losses:
+        hyperparameters.append(("mmd", f"{args.mmd_estimator}, kernel multipliers {args.mmd_kernel_multipliers}"))
+    if losses:
+        hyperparameters.append(("alignment_features", args.alignment_features))
+
+    runtime = next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
+    training_time = f"{runtime:.0f} s of training" if runtime is not None else "Training time not recorded"
+
+    card_data = ModelCardData(
+        library_name="transformers",
+        base_model=base_model if base_model_on_hub else None,
+        tags=sorted(set(["hf_transfer", "domain-adaptation"] + losses)),
+        datasets=[d for d in (source_dataset, target_dataset) if d and describe_source(d) == d] or None,
+        pipeline_tag=task,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    methods = [dict(zip(("name", "description", "citation"), METHODS[name])) for name in losses]
+    method_sentence = (
+        "using " + " + ".join(METHODS[n][0] for n in losses) + " to align source and target features."
+        if losses
+        else "as a source-only baseline (no alignment loss)."
+    )
+    import transformers
+
+    versions = [
+        ("hf_transfer", _package_version()),
+        ("transformers", transformers.__version__),
+        ("torch", torch.__version__),
+        ("huggingface_hub", huggingface_hub.__version__),
+    ]
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})"
+        if base_model_on_hub
+        else base_model,
+        task_description=task.replace("-", " "),
+        method_sentence=method_sentence,
+        source_dataset=describe_source(source_dataset),
+        target_dataset=describe_source(target_dataset),
+        strategy=strategy,
+        results_table=results_table,
+        methods=methods,
+        hyperparameters=hyperparameters,
+        training_time=training_time,
+        hardware=_hardware(args.device),
+        usage=usage,
+        versions=versions,
+    )
+    path = Path(output_dir or args.output_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card.save(path)
+    return str(path)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf-transfer-learning")
+    except PackageNotFoundError:
+        return "source checkout"

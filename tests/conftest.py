@@ -1,0 +1,78 @@
+"""Offline fixtures: tiny models built from configs, a tokenizer built from a word list, data made here."""
+
+import random
+
+import datasets
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+POSITIVE = ["great", "good", "excellent", "love", "fine", "happy"]
+NEGATIVE = ["bad", "poor", "awful", "hate", "broken", "sad"]
+SOURCE_TOPIC = ["book", "story", "author", "chapter", "novel", "plot"]
+TARGET_TOPIC = ["knife", "pan", "blender", "kettle", "oven", "spoon"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run the tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    vocab_file = tmp_path_factory.mktemp("tokenizer") / "vocab.txt"
+    vocab_file.write_text("\n".join(SPECIAL + POSITIVE + NEGATIVE + SOURCE_TOPIC + TARGET_TOPIC) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+
+
+def make_reviews(topic: list[str], n: int, seed: int) -> dict[str, list]:
+    """Sentences of topic words with sentiment words; label 1 when positive words are in the majority."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        sentiment = POSITIVE if label else NEGATIVE
+        words = rng.choices(topic, k=4) + rng.choices(sentiment, k=3)
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return {"text": texts, "label": labels}
+
+
+def tokenize(dataset: datasets.Dataset, tokenizer, max_length: int = 16) -> datasets.Dataset:
+    return dataset.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length), batched=True)
+
+
+@pytest.fixture
+def text_domains(tokenizer):
+    """(source train, target unlabeled, target test) tokenized datasets, with a vocabulary shift between domains."""
+    source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
+    target_all = make_reviews(TARGET_TOPIC, 48, seed=1)
+    target = tokenize(datasets.Dataset.from_dict({"text": target_all["text"][:32]}), tokenizer)
+    target_test = tokenize(
+        datasets.Dataset.from_dict({k: v[32:] for k, v in target_all.items()}), tokenizer
+    )
+    return source, target, target_test
+
+
+def tiny_bert(seed: int = 0, num_labels: int = 2) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(SPECIAL + POSITIVE + NEGATIVE + SOURCE_TOPIC + TARGET_TOPIC),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config)
