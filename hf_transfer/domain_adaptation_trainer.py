@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import seed_worker
 
 from .domain_adaptation_config import DomainAdaptationConfig
@@ -101,6 +101,16 @@ class _DomainLabelCollator:
         batch = self.collator(features)
         batch[DOMAIN_LABELS_KEY] = torch.tensor(domains, dtype=torch.long)
         return batch
+
+
+class _ZeroDiscriminatorGradients(TrainerCallback):
+    """The Trainer zeroes the model's gradients after each optimizer step; this does the same for the discriminator."""
+
+    def __init__(self, discriminator: nn.Module):
+        self.discriminator = discriminator
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.discriminator.zero_grad(set_to_none=True)
 
 
 def find_classifier_module(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
@@ -244,6 +254,7 @@ class DomainAdaptationMixin:
                     "`learning_rate` in the config) or override `create_optimizer`."
                 )
             self.domain_discriminator.to(self.args.device)
+            self.add_callback(_ZeroDiscriminatorGradients(self.domain_discriminator))
 
         # 6. metrics, tags
         self._metrics = defaultdict(list)

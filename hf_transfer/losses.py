@@ -128,7 +128,11 @@ def mmd_loss(
 
     Shapes: source `(n, d)`, target `(m, d)`, n, m ≥ 2. Returns a scalar.
     """
-    source, target = source.float(), target.float()
+    with torch.autocast(device_type=source.device.type, enabled=False):
+        return _mmd_float32(source.float(), target.float(), kernel_multipliers, estimator)
+
+
+def _mmd_float32(source, target, kernel_multipliers, estimator) -> torch.Tensor:
     bandwidths = gaussian_kernel_bandwidths(source, target, kernel_multipliers)
 
     def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -151,8 +155,8 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     C_S and C_T are the unbiased `(d, d)` feature covariances of source `(n, d)` and target `(m, d)`, n, m ≥ 2.
     """
-    source, target = source.float(), target.float()
-    d = source.shape[1]
-    source_cov = torch.cov(source.T)
-    target_cov = torch.cov(target.T)
-    return (source_cov - target_cov).pow(2).sum() / (4.0 * d * d)
+    with torch.autocast(device_type=source.device.type, enabled=False):
+        source, target = source.float(), target.float()
+        d = source.shape[1]
+        difference = torch.cov(source.T) - torch.cov(target.T)
+        return difference.pow(2).sum() / (4.0 * d * d)

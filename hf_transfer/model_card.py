@@ -5,6 +5,7 @@ The template, `hf_transfer/templates/model_card.md`, ships inside the package an
 """
 
 import os
+import re
 import platform
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def describe_source(name: str | None) -> str:
     if os.path.isabs(name) or os.path.exists(name):
         return f"local files ({Path(name).name})"
     return name
+
+
+def _is_hub_id(name: str) -> bool:
+    return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not os.path.exists(name)
 
 
 def _hardware(device: torch.device) -> str:
@@ -138,7 +143,7 @@ def write_model_card(
         library_name="transformers",
         base_model=base_model if base_model_on_hub else None,
         tags=sorted(set(["hf_transfer", "domain-adaptation"] + losses)),
-        datasets=[d for d in (source_dataset, target_dataset) if d and describe_source(d) == d] or None,
+        datasets=[d for d in (source_dataset, target_dataset) if d and _is_hub_id(d)] or None,
         pipeline_tag=task,
         model_name=model_name,
         eval_results=eval_results or None,

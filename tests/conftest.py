@@ -5,7 +5,7 @@ import random
 import datasets
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
 POSITIVE = ["great", "good", "excellent", "love", "fine", "happy"]
 NEGATIVE = ["bad", "poor", "awful", "hate", "broken", "sad"]
@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
 def tokenizer(tmp_path_factory):
     vocab_file = tmp_path_factory.mktemp("tokenizer") / "vocab.txt"
     vocab_file.write_text("\n".join(SPECIAL + POSITIVE + NEGATIVE + SOURCE_TOPIC + TARGET_TOPIC) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    return BertTokenizer(vocab=str(vocab_file), do_lower_case=True)
 
 
 def make_reviews(topic: list[str], n: int, seed: int) -> dict[str, list]:

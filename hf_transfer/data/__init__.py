@@ -1,3 +1,4 @@
 from .amazon_reviews import AMAZON_DOMAINS, load_amazon_reviews
+from .domain_datasets import load_domain_dataset
 
-__all__ = ["AMAZON_DOMAINS", "load_amazon_reviews"]
+__all__ = ["AMAZON_DOMAINS", "load_amazon_reviews", "load_domain_dataset"]

@@ -1,0 +1,74 @@
+import pytest
+from transformers import HfArgumentParser
+
+from hf_transfer import DomainAdaptationConfig
+
+
+def make(**kwargs):
+    return DomainAdaptationConfig(output_dir="unused", report_to="none", **kwargs)
+
+
+def test_defaults_are_dann_with_half_half_batches():
+    config = make(per_device_train_batch_size=32)
+    assert config.adaptation_loss == ["dann"]
+    assert config.adaptation_loss_weights == [1.0]
+    assert (config.source_rows_per_batch, config.target_rows_per_batch) == (16, 16)
+
+
+@pytest.mark.parametrize("value", [[], ["none"], "none", [""], None])
+def test_empty_loss_list_is_the_source_only_baseline(value):
+    config = make(adaptation_loss=value, per_device_train_batch_size=8)
+    assert config.adaptation_loss == []
+    assert config.target_rows_per_batch == 0
+    assert config.source_rows_per_batch == 4
+
+
+def test_comma_separated_and_weighted_losses():
+    config = make(adaptation_loss="dann,MMD", adaptation_loss_weights=[1.0, 0.5])
+    assert config.adaptation_loss == ["dann", "mmd"]
+    assert config.adaptation_loss_weights == [1.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"adaptation_loss": ["dann", "cdan"]}, "adaptation_loss` has unknown loss name"),
+        ({"adaptation_loss": ["mmd", "mmd"]}, "lists a loss twice"),
+        ({"adaptation_loss": ["dann", "mmd"], "adaptation_loss_weights": [1.0]}, "give one weight per loss"),
+        ({"adaptation_loss_weights": [-1.0]}, "must be finite and >= 0"),
+        ({"target_batch_fraction": 1.0}, "target_batch_fraction` must be strictly between 0 and 1"),
+        ({"per_device_train_batch_size": 7}, "an even one for half/half mixing"),
+        ({"per_device_train_batch_size": 2}, "at least 2 rows of each"),
+        ({"dann_schedule": "linear"}, "dann_schedule` must be 'ganin' or 'constant'"),
+        ({"dann_gamma": 0.0}, "dann_gamma` must be > 0"),
+        ({"discriminator_dropout": 1.0}, "discriminator_dropout` must be in [0, 1)"),
+        ({"mmd_kernel_multipliers": []}, "mmd_kernel_multipliers` must be a non-empty list"),
+        ({"mmd_estimator": "linear"}, "mmd_estimator` must be 'unbiased' or 'biased'"),
+        ({"alignment_features": "pooler"}, "alignment_features` must be one of"),
+        ({"discriminator_learning_rate": 0.0}, "discriminator_learning_rate` must be > 0"),
+    ],
+)
+def test_validation_errors_name_the_argument_and_the_fix(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        make(**kwargs)
+    assert message in str(error.value)
+
+
+def test_odd_batch_is_fine_for_source_only():
+    assert make(adaptation_loss=[], per_device_train_batch_size=7).adaptation_loss == []
+
+
+def test_command_line_parsing():
+    parser = HfArgumentParser(DomainAdaptationConfig)
+    (config,) = parser.parse_args_into_dataclasses(
+        args=["--output_dir", "x", "--adaptation_loss", "dann", "mmd", "--adaptation_loss_weights", "1", "0.3",
+              "--per_device_train_batch_size", "16", "--dann_schedule", "constant"]
+    )
+    assert config.adaptation_loss == ["dann", "mmd"]
+    assert config.adaptation_loss_weights == [1.0, 0.3]
+    assert config.dann_schedule == "constant"
+    (config,) = parser.parse_args_into_dataclasses(args=["--output_dir", "x", "--adaptation_loss", "none"])
+    assert config.adaptation_loss == []
+    help_text = parser.format_help()
+    for name in ("--adaptation_loss", "--target_batch_fraction", "--dann_gamma", "--mmd_estimator", "--alignment_features"):
+        assert name in help_text
