@@ -10,7 +10,6 @@ import contextlib
 import copy
 import math
 import os
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -219,14 +218,7 @@ class DomainAdaptationMixin:
 
         # 4. the features that are aligned, and the domain discriminator
         self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
-        self.domain_discriminator = None
-        if "dann" in args.adaptation_loss:
-            self.domain_discriminator = DomainDiscriminator(
-                _feature_dim(model, self._classifier, args.alignment_features),
-                hidden_size=args.discriminator_hidden_size,
-                num_hidden_layers=args.discriminator_num_layers,
-                dropout=args.discriminator_dropout,
-            )
+        feature_dim = _feature_dim(model, self._classifier, args.alignment_features)
 
         # 5. datasets
         if args.adaptation_loss:
@@ -246,7 +238,16 @@ class DomainAdaptationMixin:
             )
         super().__init__(model, args, *trainer_args, **kwargs)
 
-        if self.domain_discriminator is not None:
+        self.domain_discriminator = None
+        if "dann" in args.adaptation_loss:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(args.seed)  # the same initial discriminator for the same seed, whatever ran before
+                self.domain_discriminator = DomainDiscriminator(
+                    feature_dim,
+                    hidden_size=args.discriminator_hidden_size,
+                    num_hidden_layers=args.discriminator_num_layers,
+                    dropout=args.discriminator_dropout,
+                )
             if self.optimizer is not None:
                 raise ValueError(
                     "A custom optimizer was passed in `optimizers`, but DANN also trains the domain discriminator, "
@@ -258,7 +259,6 @@ class DomainAdaptationMixin:
 
         # 6. metrics, tags
         self._metrics = defaultdict(list)
-        self._train_start_time = None
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names + list(args.adaptation_loss))
 
@@ -424,7 +424,7 @@ class DomainAdaptationMixin:
     def _record(self, name: str, value: torch.Tensor) -> None:
         """Store a training scalar, averaged over processes; `log()` flushes the mean since the last log."""
         value = value.detach().float().reshape(1)
-        self._metrics[name].append(self.accelerator.gather_for_metrics(value).mean().item())
+        self._metrics[name].append(self.accelerator.gather(value).mean().item())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._metrics:
@@ -433,10 +433,6 @@ class DomainAdaptationMixin:
         super().log(logs, start_time)
 
     # ---- training state ----------------------------------------------------------------------------------------
-
-    def train(self, *args, **kwargs):
-        self._train_start_time = time.time()
-        return super().train(*args, **kwargs)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)

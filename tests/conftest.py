@@ -1,11 +1,15 @@
 """Offline fixtures: tiny models built from configs, a tokenizer built from a word list, data made here."""
 
-import random
+import os
 
-import datasets
-import pytest
-import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never touch the network; set before transformers is imported
+
+import random  # noqa: E402
+
+import datasets  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer  # noqa: E402
 
 POSITIVE = ["great", "good", "excellent", "love", "fine", "happy"]
 NEGATIVE = ["bad", "poor", "awful", "hate", "broken", "sad"]

@@ -1,4 +1,5 @@
 import json
+import math
 import logging
 import os
 
@@ -169,8 +170,9 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, text_domains, t
         torch.testing.assert_close(param, dict(accumulated.model.named_parameters())[name], rtol=1e-4, atol=1e-6)
     if losses:
         for name, param in large.domain_discriminator.named_parameters():
+            # AdamW divides by sqrt(v): near-zero gradients amplify float noise, so compare at 1 % of one step (lr 1e-3)
             torch.testing.assert_close(
-                param, dict(accumulated.domain_discriminator.named_parameters())[name], rtol=1e-4, atol=1e-6
+                param, dict(accumulated.domain_discriminator.named_parameters())[name], rtol=1e-4, atol=1e-5
             )
 
 
@@ -323,3 +325,20 @@ def test_custom_optimizer_with_dann_is_a_clear_error(tmp_path, text_domains):
     with pytest.raises(ValueError, match="discriminator"):
         DomainAdaptationTrainer(model=model, args=config(tmp_path), train_dataset=source, target_dataset=target,
                                 optimizers=(optimizer, None))
+
+
+@pytest.mark.parametrize("features", ["cls_token", "mean_pooling"])
+def test_hidden_state_features_can_be_aligned_instead_of_the_head_input(tmp_path, text_domains, tokenizer, features):
+    trainer = make_trainer(tmp_path, text_domains, tokenizer, adaptation_loss=["dann", "mmd"], alignment_features=features,
+                           max_steps=2)
+    assert trainer.domain_discriminator.layers[0].in_features == 32  # the hidden size
+    trainer.train()
+    assert all(math.isfinite(e["loss/mmd"]) for e in trainer.state.log_history if "loss/mmd" in e)
+
+
+def test_the_same_seed_gives_the_same_discriminator_whatever_ran_before(tmp_path, text_domains, tokenizer):
+    first = make_trainer(tmp_path, text_domains, tokenizer)
+    torch.randn(100)  # consume global random state
+    second = make_trainer(tmp_path, text_domains, tokenizer)
+    for (name, a), b in zip(first.domain_discriminator.named_parameters(), second.domain_discriminator.parameters()):
+        assert torch.equal(a, b), name

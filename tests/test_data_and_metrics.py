@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+from transformers import EvalPrediction
+
+from hf_transfer import AMAZON_DOMAINS, compute_classification_metrics, load_amazon_reviews, load_metric
+from hf_transfer.data import load_domain_dataset
+
+
+@pytest.mark.parametrize("domain", AMAZON_DOMAINS)
+def test_bundled_amazon_splits(domain):
+    train, validation, test = (load_amazon_reviews(domain, s) for s in ("train", "validation", "test"))
+    assert (len(train), len(validation), len(test)) == (1600, 400, 2000)
+    assert sum(validation["label"]) == 200 and sum(train["label"]) == 800
+    assert not set(train["text"]) & set(validation["text"])  # duplicates never straddle the split
+    assert train.features["label"].names == ["negative", "positive"]
+    unlabeled = load_amazon_reviews(domain, "unlabeled")
+    assert unlabeled.column_names == ["text"] and len(unlabeled) > 1500
+    assert not set(unlabeled["text"]) & set(test["text"])
+
+
+def test_bad_domain_or_split_names_the_choices():
+    with pytest.raises(ValueError, match=r"`domain` must be one of \['books'"):
+        load_amazon_reviews("music")
+    with pytest.raises(ValueError, match="`split` must be one of"):
+        load_amazon_reviews("books", "dev")
+    with pytest.raises(ValueError, match="source_dataset"):
+        load_domain_dataset("amazon:music", "train", "source_dataset")
+    with pytest.raises(FileNotFoundError, match="`target_dataset`='./nowhere.jsonl' is neither an existing local file"):
+        load_domain_dataset("./nowhere.jsonl", "train", "target_dataset")
+
+
+def test_metrics_are_offline_and_correct(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 2.0]])
+    labels = np.array([0, 1, 0, 0, 1])  # predictions 0, 1, 1, 0, 1
+    metrics = compute_classification_metrics(EvalPrediction(predictions=logits, label_ids=labels))
+    assert metrics["accuracy"] == pytest.approx(4 / 5)
+    f1_negative = 2 * 2 / (2 + 3)  # tp=2, predicted 2, actual 3
+    f1_positive = 2 * 2 / (3 + 2)
+    assert metrics["macro_f1"] == pytest.approx((f1_negative + f1_positive) / 2)
+    assert load_metric("accuracy").compute(predictions=[1, 1], references=[1, 0]) == {"accuracy": 0.5}
+    with pytest.raises(ValueError, match="hf_transfer ships"):
+        load_metric("bleu")

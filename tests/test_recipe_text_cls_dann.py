@@ -1,0 +1,75 @@
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_bert
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "text_cls_dann.py"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("text_cls_dann", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tokenizer):
+    path = tmp_path / "tiny-bert"
+    tiny_bert().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_length", "32", "--max_train_samples", "32",
+         "--max_eval_samples", "16", "--logging_steps", "1", "--use_cpu", "true"]
+
+
+def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "run"
+    metrics = load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *QUICK])
+    assert 0.0 <= metrics["eval_target_test_accuracy"] <= 1.0
+    assert {"eval_source_validation_accuracy", "eval_target_test_macro_f1", "train_runtime"} <= set(metrics)
+    assert f"target-test accuracy (amazon:books -> amazon:kitchen, adaptation_loss=['dann']): " \
+           f"{metrics['eval_target_test_accuracy']:.4f}" in capsys.readouterr().out
+    assert {"model.safetensors", "config.json", "all_results.json", "README.md", "tokenizer_config.json"} <= set(os.listdir(out))
+    assert json.loads((out / "all_results.json").read_text())["eval_target_test_accuracy"] == metrics["eval_target_test_accuracy"]
+    card = (out / "README.md").read_text()
+    assert "DANN" in card and "Ganin et al." in card and "Amazon reviews (books" in card and "kitchen" in card
+    assert f"{metrics['eval_target_test_accuracy']:.4f}" in card
+    assert str(tmp_path) not in card  # no absolute local path in the card
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_main_source_only_with_lora_from_a_yaml_file_and_local_files(tmp_path, tiny_model_dir):
+    rows = [{"review": f"great book {i}" if i % 2 else f"awful book {i}", "stars": "pos" if i % 2 else "neg"}
+            for i in range(24)]
+    source_file, target_file = tmp_path / "source.jsonl", tmp_path / "target.jsonl"
+    source_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    target_file.write_text("".join(json.dumps({**r, "review": r["review"].replace("book", "pan")}) + "\n" for r in rows))
+    out = tmp_path / "run"
+    config = {
+        "model_name_or_path": str(tiny_model_dir), "output_dir": str(out), "use_peft": True,
+        "lora_target_modules": ["query", "value"], "adaptation_loss": [], "source_dataset": str(source_file),
+        "target_dataset": str(target_file), "text_column": "review", "label_column": "stars", "max_steps": 2,
+        "per_device_train_batch_size": 8, "max_length": 16, "use_cpu": True,
+    }
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    metrics = load_recipe().main([str(config_file)])
+    assert "eval_source_validation_accuracy" not in metrics  # a single local file has no validation split
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "all_results.json"} <= set(os.listdir(out))
+    card = (out / "README.md").read_text()
+    assert "source-only baseline" in card and "LORA" in card
+    assert "local files (source.jsonl)" in card and str(tmp_path) not in card
+
+
+def test_main_reports_a_missing_column_by_name(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match=r"`source_dataset` has no column\(s\) \['review'\].*--text_column"):
+        load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "x"),
+                            "--text_column", "review", *QUICK])
