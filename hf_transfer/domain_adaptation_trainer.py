@@ -11,8 +11,10 @@ import copy
 import math
 import os
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
+import datasets
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -307,13 +309,11 @@ class DomainAdaptationMixin:
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory,
             persistent_workers=args.dataloader_persistent_workers if args.dataloader_num_workers else False,
-            worker_init_fn=lambda worker_id: seed_worker(worker_id, args.dataloader_num_workers, args.process_index),
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
         )
         return self.accelerator.prepare(dataloader)
 
     def _prepare_domain_dataset(self, dataset, argument: str):
-        import datasets
-
         if not isinstance(dataset, datasets.Dataset):
             raise TypeError(f"`{argument}` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
         if len(dataset) == 0:

@@ -60,9 +60,17 @@ def write_model_card(
     source_dataset: str | None = None,
     target_dataset: str | None = None,
     results: dict[str, float] | None = None,
+    eval_datasets: dict[str, str] | None = None,
     output_dir: str | None = None,
 ) -> str:
-    """Render the card of a finished run into `output_dir/README.md` (default: `trainer.args.output_dir`)."""
+    """Render the card of a finished run into `output_dir/README.md` (default: `trainer.args.output_dir`).
+
+    Args:
+        base_model, source_dataset, target_dataset: Hub ids or descriptions; local paths are reduced to their
+            file name. `source_dataset` is the labeled training data, `target_dataset` the unlabeled target data.
+        results: `eval_<set>_<metric>` values; default: the evaluations in the trainer's log history.
+        eval_datasets: a description (or Hub id) of each evaluation set, by set name (`{"target_test": ...}`).
+    """
     args = trainer.args
     model = trainer.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -84,12 +92,13 @@ def write_model_card(
         if metric is None or not key.startswith("eval_"):
             continue
         split = key[len("eval_") : -len(metric)].strip("_") or "eval"
-        results_table.append({"set": split, "metric": metric, "value": f"{value:.4f}"})
+        data = describe_source((eval_datasets or {}).get(split))
+        results_table.append({"set": split, "data": data, "metric": metric, "value": f"{value:.4f}"})
         eval_results.append(
             EvalResult(
                 task_type=task,
-                dataset_type=describe_source(target_dataset if "target" in split else source_dataset),
-                dataset_name=split,
+                dataset_type=data if _is_hub_id(data) else split,
+                dataset_name=data if data != "not recorded" else split,
                 metric_type="accuracy" if metric == "accuracy" else "f1",
                 metric_name=metric,
                 metric_value=float(value),
@@ -122,7 +131,7 @@ def write_model_card(
         ("gradient_accumulation_steps", args.gradient_accumulation_steps),
         ("learning_rate", args.learning_rate),
         ("lr_scheduler_type", args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value") else args.lr_scheduler_type),
-        ("warmup_steps", args.warmup_steps),
+        ("warmup_steps", f"{args.warmup_steps} × max_steps" if 0 < args.warmup_steps < 1 else args.warmup_steps),
         ("weight_decay", args.weight_decay),
         ("seed", args.seed),
     ]

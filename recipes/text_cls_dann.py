@@ -260,12 +260,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
     trainer.save_state()
+    test_spec = data_args.target_test_dataset or data_args.target_dataset
     trainer.create_model_card(
         model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
         base_model=model_card_name,
         source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
         target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
         results=metrics,
+        eval_datasets={
+            "source_validation": describe_dataset(data_args.source_dataset, data_args.source_validation_split),
+            "target_test": describe_dataset(test_spec, data_args.target_test_split),
+        },
     )
     if trainer.is_world_process_zero():
         print(
@@ -275,10 +280,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return metrics
 
 
-def describe_dataset(spec: str, split: str) -> str:
+def describe_dataset(spec: str, split: str | None) -> str:
+    """What the model card says of a dataset: never an absolute local path."""
     if spec.startswith("amazon:"):
-        return f"Amazon reviews ({spec.split(':', 1)[1]}, Blitzer et al. 2007, bundled with hf_transfer; split {split})"
-    return spec
+        return f"Amazon reviews, {spec.split(':', 1)[1]} (Blitzer et al. 2007, bundled), split {split}"
+    if os.path.exists(spec):
+        return f"local files ({os.path.basename(os.path.normpath(spec))})"
+    return spec if split in (None, "", "train") else f"{spec}, split {split}"
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
     assert {"model.safetensors", "config.json", "all_results.json", "README.md", "tokenizer_config.json"} <= set(os.listdir(out))
     assert json.loads((out / "all_results.json").read_text())["eval_target_test_accuracy"] == metrics["eval_target_test_accuracy"]
     card = (out / "README.md").read_text()
-    assert "DANN" in card and "Ganin et al." in card and "Amazon reviews (books" in card and "kitchen" in card
+    assert "DANN" in card and "Ganin et al." in card and "Amazon reviews, books" in card
+    assert "| target_test | Amazon reviews, kitchen (Blitzer et al. 2007, bundled), split test | accuracy |" in card
     assert f"{metrics['eval_target_test_accuracy']:.4f}" in card
     assert str(tmp_path) not in card  # no absolute local path in the card
     config = json.loads((out / "config.json").read_text())
