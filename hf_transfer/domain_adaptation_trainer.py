@@ -114,6 +114,22 @@ class _ZeroDiscriminatorGradients(TrainerCallback):
         self.discriminator.zero_grad(set_to_none=True)
 
 
+class _SamplerEpochCallback(TrainerCallback):
+    """Tells the mixing sampler the epoch that is starting.
+
+    The Trainer's own `set_epoch` cannot reach a batch sampler under accelerate's `SkipBatchSampler` and
+    `BatchSamplerShard` (several processes, resumed mid-epoch); `state.epoch` is a whole number at an epoch's
+    start and `epoch + fraction` in a checkpoint, so its integer part is the epoch in every case.
+    """
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        sampler = getattr(train_dataloader, "batch_sampler", None)
+        while sampler is not None and not isinstance(sampler, DomainMixingBatchSampler):
+            sampler = getattr(sampler, "batch_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(int(state.epoch or 0))
+
+
 def find_classifier_module(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
     """The classification head of a transformers (or PEFT-wrapped) classification model, by module name."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -259,7 +275,8 @@ class DomainAdaptationMixin:
             self.domain_discriminator.to(self.args.device)
             self.add_callback(_ZeroDiscriminatorGradients(self.domain_discriminator))
 
-        # 6. metrics, tags
+        # 6. callbacks, metrics, tags
+        self.add_callback(_SamplerEpochCallback())
         self._metrics = defaultdict(list)
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names + list(args.adaptation_loss))

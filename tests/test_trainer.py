@@ -134,11 +134,18 @@ def test_lora_freezes_the_base_and_trains_adapter_head_and_discriminator(tmp_pat
 # ---- exactness ---------------------------------------------------------------------------------------------------
 
 
-def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path, text_domains, tokenizer):
-    kwargs = dict(adaptation_loss=["dann", "mmd"], max_steps=6, save_strategy="steps", save_steps=3)
+@pytest.mark.parametrize(
+    "batch, max_steps, resume_at",
+    [(8, 6, 3), (32, 10, 6)],  # 16 batches an epoch: resume in epoch 0; 4 batches an epoch: resume mid-epoch 1
+)
+def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(
+    tmp_path, text_domains, tokenizer, batch, max_steps, resume_at
+):
+    kwargs = dict(adaptation_loss=["dann", "mmd"], max_steps=max_steps, save_strategy="steps", save_steps=resume_at,
+                  per_device_train_batch_size=batch)
     full = make_trainer(tmp_path / "full", text_domains, tokenizer, **kwargs)
     full.train()
-    checkpoint = tmp_path / "full" / "out" / "checkpoint-3"
+    checkpoint = tmp_path / "full" / "out" / f"checkpoint-{resume_at}"
     assert (checkpoint / DISCRIMINATOR_WEIGHTS_NAME).is_file()
 
     resumed = make_trainer(tmp_path / "resumed", text_domains, tokenizer, model=tiny_bert(seed=123), **kwargs)
@@ -148,7 +155,20 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(tmp_path, t
     for name, param in full.domain_discriminator.named_parameters():
         torch.testing.assert_close(param, dict(resumed.domain_discriminator.named_parameters())[name], rtol=0, atol=0)
     lambdas = lambda t: [e["dann/lambda"] for e in t.state.log_history if "dann/lambda" in e]  # noqa: E731
-    assert lambdas(resumed)[-3:] == lambdas(full)[-3:]
+    assert lambdas(resumed) == lambdas(full)  # the log history continues from the checkpoint's
+
+
+def test_the_sampler_learns_the_epoch_through_accelerates_wrappers():
+    from types import SimpleNamespace
+
+    from accelerate.data_loader import BatchSamplerShard, SkipBatchSampler
+
+    from hf_transfer.domain_adaptation_trainer import _SamplerEpochCallback
+
+    sampler = DomainMixingBatchSampler(num_source=20, num_target=8, source_rows=2, target_rows=2, seed=0)
+    wrapped = SimpleNamespace(batch_sampler=SkipBatchSampler(BatchSamplerShard(sampler, num_processes=2), 3))
+    _SamplerEpochCallback().on_epoch_begin(None, SimpleNamespace(epoch=1.5), None, train_dataloader=wrapped)
+    assert sampler.epoch == 1
 
 
 @pytest.mark.parametrize("losses", [["dann"], []])
