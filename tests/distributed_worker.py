@@ -1,0 +1,51 @@
+"""Run by tests/test_distributed.py under `torchrun --nproc_per_node 2` (gloo, CPU); not a test module itself.
+
+Trains a tiny model with DANN + MMD for a few steps, then checks on every rank that the model and the domain
+discriminator are identical across ranks and that every per-process batch held both domains.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from conftest import SOURCE_TOPIC, TARGET_TOPIC, make_reviews, tiny_bert, tokenize  # noqa: E402
+from transformers import BertTokenizer  # noqa: E402
+
+from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa: E402
+from hf_transfer.domain_adaptation_trainer import DOMAIN_LABELS_KEY  # noqa: E402
+
+
+def main(output_dir: str, vocab_file: str) -> None:
+    tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
+    source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
+    target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
+    args = DomainAdaptationConfig(output_dir=output_dir, adaptation_loss=["dann", "mmd"], max_steps=3,
+                                  per_device_train_batch_size=8, learning_rate=1e-3, report_to="none", use_cpu=True,
+                                  logging_steps=1, save_strategy="no")
+    trainer = DomainAdaptationTrainer(model=tiny_bert(seed=int(os.environ["RANK"])), args=args, train_dataset=source,
+                                      target_dataset=target, processing_class=tokenizer)
+    assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
+    for batch in trainer.get_train_dataloader():
+        assert batch[DOMAIN_LABELS_KEY].tolist() == [0, 0, 0, 0, 1, 1, 1, 1], batch[DOMAIN_LABELS_KEY]
+    trainer.train()
+
+    for name, module in (("model", trainer.model), ("discriminator", trainer.domain_discriminator)):
+        flat = torch.cat([p.detach().flatten() for p in module.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(2)]
+        dist.all_gather(gathered, flat)
+        assert torch.equal(gathered[0], gathered[1]), f"{name} differs across ranks"
+    logged = [e for e in trainer.state.log_history if "loss/dann" in e]
+    assert len(logged) == 3
+    print(f"rank {os.environ['RANK']}: OK", flush=True)
+    # Everything checked has been checked. Skip interpreter teardown: once in ~45 runs here a worker exited non-zero
+    # after printing OK (not reproduced since), and gloo's destroy_process_group() hung once; see the closing note.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
