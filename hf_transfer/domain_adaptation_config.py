@@ -78,7 +78,8 @@ class DomainAdaptationConfig(TrainingArguments):
     )
     dann_gamma: float = field(default=10.0, metadata={"help": "gamma of the 'ganin' schedule (paper: 10)."})
     dann_max_coefficient: float = field(
-        default=1.0, metadata={"help": "Value the gradient-reversal coefficient rises to ('ganin') or holds ('constant')."}
+        default=1.0,
+        metadata={"help": "Value the gradient-reversal coefficient rises to ('ganin') or holds ('constant')."},
     )
     discriminator_hidden_size: int = field(
         default=1024, metadata={"help": "Width of the domain discriminator's hidden layers."}
@@ -97,7 +98,10 @@ class DomainAdaptationConfig(TrainingArguments):
     )
     mmd_estimator: str = field(
         default="unbiased",
-        metadata={"help": "MMD estimator: 'unbiased' (U-statistic) or 'biased' (V-statistic).", "choices": ["unbiased", "biased"]},
+        metadata={
+            "help": "MMD estimator: 'unbiased' (U-statistic) or 'biased' (V-statistic).",
+            "choices": ["unbiased", "biased"],
+        },
     )
     alignment_features: str = field(
         default="head_input",
@@ -109,7 +113,9 @@ class DomainAdaptationConfig(TrainingArguments):
     )
     classifier_module: str | None = field(
         default=None,
-        metadata={"help": "Name of the classification head module. Default: found automatically ('classifier', 'score')."},
+        metadata={
+            "help": "Name of the classification head module. Default: found automatically ('classifier', 'score')."
+        },
     )
 
     def __post_init__(self):
@@ -127,12 +133,11 @@ class DomainAdaptationConfig(TrainingArguments):
         if len(self.adaptation_loss_weights) != len(self.adaptation_loss):
             raise ValueError(
                 f"`adaptation_loss_weights` has {len(self.adaptation_loss_weights)} value(s) but `adaptation_loss` "
-                f"has {len(self.adaptation_loss)} ({self.adaptation_loss}): give one weight per loss, in the same order."
+                f"has {len(self.adaptation_loss)} ({self.adaptation_loss}): "
+                "give one weight per loss, in the same order."
             )
         if any(not math.isfinite(w) or w < 0 for w in self.adaptation_loss_weights):
-            raise ValueError(
-                f"`adaptation_loss_weights` must be finite and >= 0, got {self.adaptation_loss_weights}."
-            )
+            raise ValueError(f"`adaptation_loss_weights` must be finite and >= 0, got {self.adaptation_loss_weights}.")
         if not 0.0 < self.target_batch_fraction < 1.0:
             raise ValueError(
                 f"`target_batch_fraction` must be strictly between 0 and 1, got {self.target_batch_fraction}."
@@ -169,7 +174,8 @@ class DomainAdaptationConfig(TrainingArguments):
             raise ValueError(f"`discriminator_learning_rate` must be > 0, got {self.discriminator_learning_rate}.")
         if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
             raise ValueError(
-                f"`mmd_kernel_multipliers` must be a non-empty list of positive numbers, got {self.mmd_kernel_multipliers}."
+                "`mmd_kernel_multipliers` must be a non-empty list of positive numbers, "
+                f"got {self.mmd_kernel_multipliers}."
             )
         if self.mmd_estimator not in ("unbiased", "biased"):
             raise ValueError(f"`mmd_estimator` must be 'unbiased' or 'biased', got {self.mmd_estimator!r}.")

@@ -160,9 +160,7 @@ def _feature_dim(model: nn.Module, classifier: nn.Module, alignment_features: st
         return config.hidden_size
     if getattr(config, "hidden_sizes", None):
         return config.hidden_sizes[-1]
-    raise ValueError(
-        f"Cannot tell the hidden size of {type(config).__name__}: use `alignment_features='head_input'`."
-    )
+    raise ValueError(f"Cannot tell the hidden size of {type(config).__name__}: use `alignment_features='head_input'`.")
 
 
 def _pool(features: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
@@ -182,7 +180,9 @@ def _pool(features: torch.Tensor, attention_mask: torch.Tensor | None, how: str)
 
 
 class DomainAdaptationMixin:
-    """Domain adaptation for any `transformers.Trainer` (sub)class: `class MyDATrainer(DomainAdaptationMixin, MyTrainer)`.
+    """Domain adaptation for any `transformers.Trainer` (sub)class.
+
+    Usage: `class MyDomainAdaptiveTrainer(DomainAdaptationMixin, MyTrainer): pass`.
 
     Extra keyword arguments: `target_dataset` (unlabeled target-domain rows with the same model-input columns
     as `train_dataset`; a label column there is ignored) and `peft_config` (wraps the model with PEFT and
@@ -349,7 +349,12 @@ class DomainAdaptationMixin:
             decay = [p for p in self.domain_discriminator.parameters() if p.dim() > 1]
             no_decay = [p for p in self.domain_discriminator.parameters() if p.dim() <= 1]
             optimizer.add_param_group(
-                {"params": decay, "weight_decay": self.args.weight_decay, "lr": learning_rate, "name": "domain_discriminator"}
+                {
+                    "params": decay,
+                    "weight_decay": self.args.weight_decay,
+                    "lr": learning_rate,
+                    "name": "domain_discriminator",
+                }
             )
             optimizer.add_param_group(
                 {"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": "domain_discriminator"}
@@ -359,7 +364,11 @@ class DomainAdaptationMixin:
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The discriminator is not inside the DDP-wrapped model: average its gradients across processes here.
-        if self.domain_discriminator is not None and self.accelerator.num_processes > 1 and self.accelerator.sync_gradients:
+        if (
+            self.domain_discriminator is not None
+            and self.accelerator.num_processes > 1
+            and self.accelerator.sync_gradients
+        ):
             grads = [p.grad for p in self.domain_discriminator.parameters() if p.grad is not None]
             if grads:
                 flat = self.accelerator.reduce(torch.cat([g.flatten() for g in grads]), reduction="mean")

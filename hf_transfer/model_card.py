@@ -5,8 +5,8 @@ The template, `hf_transfer/templates/model_card.md`, ships inside the package an
 """
 
 import os
-import re
 import platform
+import re
 from pathlib import Path
 
 import huggingface_hub
@@ -50,7 +50,9 @@ def _is_hub_id(name: str) -> bool:
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.device_count()} × {torch.cuda.get_device_name(device)}"
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return (
+        f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
 
 
 def write_model_card(
@@ -130,7 +132,10 @@ def write_model_card(
         ("target_batch_fraction", getattr(args, "target_batch_fraction", None) if losses else "-"),
         ("gradient_accumulation_steps", args.gradient_accumulation_steps),
         ("learning_rate", args.learning_rate),
-        ("lr_scheduler_type", args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value") else args.lr_scheduler_type),
+        (
+            "lr_scheduler_type",
+            args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value") else args.lr_scheduler_type,
+        ),
         ("warmup_steps", f"{args.warmup_steps} × max_steps" if 0 < args.warmup_steps < 1 else args.warmup_steps),
         ("weight_decay", args.weight_decay),
         ("seed", args.seed),
@@ -138,7 +143,11 @@ def write_model_card(
     if "dann" in losses:
         hyperparameters += [
             ("dann_schedule", f"{args.dann_schedule} (gamma={args.dann_gamma}, max={args.dann_max_coefficient})"),
-            ("discriminator", f"{args.discriminator_num_layers} × {args.discriminator_hidden_size}, dropout {args.discriminator_dropout}"),
+            (
+                "discriminator",
+                f"{args.discriminator_num_layers} × {args.discriminator_hidden_size}, "
+                f"dropout {args.discriminator_dropout}",
+            ),
         ]
     if "mmd" in losses:
         hyperparameters.append(("mmd", f"{args.mmd_estimator}, kernel multipliers {args.mmd_kernel_multipliers}"))
@@ -175,9 +184,7 @@ def write_model_card(
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
-        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})"
-        if base_model_on_hub
-        else base_model,
+        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if base_model_on_hub else base_model,
         task_description=task.replace("-", " "),
         method_sentence=method_sentence,
         source_dataset=describe_source(source_dataset),

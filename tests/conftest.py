@@ -62,9 +62,7 @@ def text_domains(tokenizer):
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target_all = make_reviews(TARGET_TOPIC, 48, seed=1)
     target = tokenize(datasets.Dataset.from_dict({"text": target_all["text"][:32]}), tokenizer)
-    target_test = tokenize(
-        datasets.Dataset.from_dict({k: v[32:] for k, v in target_all.items()}), tokenizer
-    )
+    target_test = tokenize(datasets.Dataset.from_dict({k: v[32:] for k, v in target_all.items()}), tokenizer)
     return source, target, target_test
 
 

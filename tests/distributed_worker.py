@@ -24,11 +24,24 @@ def main(output_dir: str, vocab_file: str) -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
-    args = DomainAdaptationConfig(output_dir=output_dir, adaptation_loss=["dann", "mmd"], max_steps=3,
-                                  per_device_train_batch_size=8, learning_rate=1e-3, report_to="none", use_cpu=True,
-                                  logging_steps=1, save_strategy="no")
-    trainer = DomainAdaptationTrainer(model=tiny_bert(seed=int(os.environ["RANK"])), args=args, train_dataset=source,
-                                      target_dataset=target, processing_class=tokenizer)
+    args = DomainAdaptationConfig(
+        output_dir=output_dir,
+        adaptation_loss=["dann", "mmd"],
+        max_steps=3,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        report_to="none",
+        use_cpu=True,
+        logging_steps=1,
+        save_strategy="no",
+    )
+    trainer = DomainAdaptationTrainer(
+        model=tiny_bert(seed=int(os.environ["RANK"])),
+        args=args,
+        train_dataset=source,
+        target_dataset=target,
+        processing_class=tokenizer,
+    )
     assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
     for batch in trainer.get_train_dataloader():
         assert batch[DOMAIN_LABELS_KEY].tolist() == [0, 0, 0, 0, 1, 1, 1, 1], batch[DOMAIN_LABELS_KEY]

@@ -61,8 +61,20 @@ def test_odd_batch_is_fine_for_source_only():
 def test_command_line_parsing():
     parser = HfArgumentParser(DomainAdaptationConfig)
     (config,) = parser.parse_args_into_dataclasses(
-        args=["--output_dir", "x", "--adaptation_loss", "dann", "mmd", "--adaptation_loss_weights", "1", "0.3",
-              "--per_device_train_batch_size", "16", "--dann_schedule", "constant"]
+        args=[
+            "--output_dir",
+            "x",
+            "--adaptation_loss",
+            "dann",
+            "mmd",
+            "--adaptation_loss_weights",
+            "1",
+            "0.3",
+            "--per_device_train_batch_size",
+            "16",
+            "--dann_schedule",
+            "constant",
+        ]
     )
     assert config.adaptation_loss == ["dann", "mmd"]
     assert config.adaptation_loss_weights == [1.0, 0.3]
@@ -70,5 +82,11 @@ def test_command_line_parsing():
     (config,) = parser.parse_args_into_dataclasses(args=["--output_dir", "x", "--adaptation_loss", "none"])
     assert config.adaptation_loss == []
     help_text = parser.format_help()
-    for name in ("--adaptation_loss", "--target_batch_fraction", "--dann_gamma", "--mmd_estimator", "--alignment_features"):
+    for name in (
+        "--adaptation_loss",
+        "--target_batch_fraction",
+        "--dann_gamma",
+        "--mmd_estimator",
+        "--alignment_features",
+    ):
         assert name in help_text

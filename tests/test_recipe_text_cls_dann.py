@@ -25,8 +25,22 @@ def tiny_model_dir(tmp_path, tokenizer):
     return path
 
 
-QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_length", "32", "--max_train_samples", "32",
-         "--max_eval_samples", "16", "--logging_steps", "1", "--use_cpu", "true"]
+QUICK = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--max_length",
+    "32",
+    "--max_train_samples",
+    "32",
+    "--max_eval_samples",
+    "16",
+    "--logging_steps",
+    "1",
+    "--use_cpu",
+    "true",
+]
 
 
 def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
@@ -34,10 +48,17 @@ def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
     metrics = load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *QUICK])
     assert 0.0 <= metrics["eval_target_test_accuracy"] <= 1.0
     assert {"eval_source_validation_accuracy", "eval_target_test_macro_f1", "train_runtime"} <= set(metrics)
-    assert f"target-test accuracy (amazon:books -> amazon:kitchen, adaptation_loss=['dann']): " \
-           f"{metrics['eval_target_test_accuracy']:.4f}" in capsys.readouterr().out
-    assert {"model.safetensors", "config.json", "all_results.json", "README.md", "tokenizer_config.json"} <= set(os.listdir(out))
-    assert json.loads((out / "all_results.json").read_text())["eval_target_test_accuracy"] == metrics["eval_target_test_accuracy"]
+    assert (
+        f"target-test accuracy (amazon:books -> amazon:kitchen, adaptation_loss=['dann']): "
+        f"{metrics['eval_target_test_accuracy']:.4f}" in capsys.readouterr().out
+    )
+    assert {"model.safetensors", "config.json", "all_results.json", "README.md", "tokenizer_config.json"} <= set(
+        os.listdir(out)
+    )
+    assert (
+        json.loads((out / "all_results.json").read_text())["eval_target_test_accuracy"]
+        == metrics["eval_target_test_accuracy"]
+    )
     card = (out / "README.md").read_text()
     assert "DANN" in card and "Ganin et al." in card and "Amazon reviews, books" in card
     assert "| target_test | Amazon reviews, kitchen (Blitzer et al. 2007, bundled), split test | accuracy |" in card
@@ -48,17 +69,30 @@ def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
 
 
 def test_main_source_only_with_lora_from_a_yaml_file_and_local_files(tmp_path, tiny_model_dir):
-    rows = [{"review": f"great book {i}" if i % 2 else f"awful book {i}", "stars": "pos" if i % 2 else "neg"}
-            for i in range(24)]
+    rows = [
+        {"review": f"great book {i}" if i % 2 else f"awful book {i}", "stars": "pos" if i % 2 else "neg"}
+        for i in range(24)
+    ]
     source_file, target_file = tmp_path / "source.jsonl", tmp_path / "target.jsonl"
     source_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    target_file.write_text("".join(json.dumps({**r, "review": r["review"].replace("book", "pan")}) + "\n" for r in rows))
+    target_file.write_text(
+        "".join(json.dumps({**r, "review": r["review"].replace("book", "pan")}) + "\n" for r in rows)
+    )
     out = tmp_path / "run"
     config = {
-        "model_name_or_path": str(tiny_model_dir), "output_dir": str(out), "use_peft": True,
-        "lora_target_modules": ["query", "value"], "adaptation_loss": [], "source_dataset": str(source_file),
-        "target_dataset": str(target_file), "text_column": "review", "label_column": "stars", "max_steps": 2,
-        "per_device_train_batch_size": 8, "max_length": 16, "use_cpu": True,
+        "model_name_or_path": str(tiny_model_dir),
+        "output_dir": str(out),
+        "use_peft": True,
+        "lora_target_modules": ["query", "value"],
+        "adaptation_loss": [],
+        "source_dataset": str(source_file),
+        "target_dataset": str(target_file),
+        "text_column": "review",
+        "label_column": "stars",
+        "max_steps": 2,
+        "per_device_train_batch_size": 8,
+        "max_length": 16,
+        "use_cpu": True,
     }
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
@@ -72,5 +106,14 @@ def test_main_source_only_with_lora_from_a_yaml_file_and_local_files(tmp_path, t
 
 def test_main_reports_a_missing_column_by_name(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match=r"`source_dataset` has no column\(s\) \['review'\].*--text_column"):
-        load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "x"),
-                            "--text_column", "review", *QUICK])
+        load_recipe().main(
+            [
+                "--model_name_or_path",
+                str(tiny_model_dir),
+                "--output_dir",
+                str(tmp_path / "x"),
+                "--text_column",
+                "review",
+                *QUICK,
+            ]
+        )

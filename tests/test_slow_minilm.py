@@ -18,11 +18,18 @@ def test_minilm_dann_steps_on_amazon_move_weights_and_keep_logits_finite(tmp_pat
     source = load_amazon_reviews("books", "train").select(range(64)).map(tokenize, batched=True)
     target = load_amazon_reviews("kitchen", "unlabeled").select(range(64)).map(tokenize, batched=True)
     before = model.classifier.weight.detach().clone()
-    args = DomainAdaptationConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=16,
-                                  adaptation_loss=["dann", "mmd", "coral"], report_to="none", use_cpu=True,
-                                  logging_steps=1)
-    trainer = DomainAdaptationTrainer(model=model, args=args, train_dataset=source, target_dataset=target,
-                                      processing_class=tokenizer)
+    args = DomainAdaptationConfig(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=16,
+        adaptation_loss=["dann", "mmd", "coral"],
+        report_to="none",
+        use_cpu=True,
+        logging_steps=1,
+    )
+    trainer = DomainAdaptationTrainer(
+        model=model, args=args, train_dataset=source, target_dataset=target, processing_class=tokenizer
+    )
     trainer.train()
     assert not torch.equal(before, trainer.model.classifier.weight)
     logged = [entry for entry in trainer.state.log_history if "loss/task" in entry]

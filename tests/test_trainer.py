@@ -1,6 +1,5 @@
 import json
 import math
-import logging
 import os
 
 import pytest
@@ -53,7 +52,11 @@ def snapshot(module):
 @pytest.mark.parametrize("fraction, batch", [(0.5, 8), (0.25, 8)])
 def test_every_batch_holds_both_domains_in_the_configured_ratio(tmp_path, text_domains, tokenizer, fraction, batch):
     trainer = make_trainer(
-        tmp_path, text_domains, tokenizer, adaptation_loss=["mmd"], target_batch_fraction=fraction,
+        tmp_path,
+        text_domains,
+        tokenizer,
+        adaptation_loss=["mmd"],
+        target_batch_fraction=fraction,
         per_device_train_batch_size=batch,
     )
     n_target = int(batch * fraction)
@@ -141,8 +144,13 @@ def test_lora_freezes_the_base_and_trains_adapter_head_and_discriminator(tmp_pat
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(
     tmp_path, text_domains, tokenizer, batch, max_steps, resume_at
 ):
-    kwargs = dict(adaptation_loss=["dann", "mmd"], max_steps=max_steps, save_strategy="steps", save_steps=resume_at,
-                  per_device_train_batch_size=batch)
+    kwargs = dict(
+        adaptation_loss=["dann", "mmd"],
+        max_steps=max_steps,
+        save_strategy="steps",
+        save_steps=resume_at,
+        per_device_train_batch_size=batch,
+    )
     full = make_trainer(tmp_path / "full", text_domains, tokenizer, **kwargs)
     full.train()
     checkpoint = tmp_path / "full" / "out" / f"checkpoint-{resume_at}"
@@ -179,8 +187,15 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, text_domains, t
         model = AutoModelForSequenceClassification.from_config(model.config)
         model.load_state_dict(tiny_bert().state_dict())
         trainer = make_trainer(
-            tmp_path / name, text_domains, tokenizer, model=model, adaptation_loss=losses, max_steps=2,
-            per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation, discriminator_dropout=0.0,
+            tmp_path / name,
+            text_domains,
+            tokenizer,
+            model=model,
+            adaptation_loss=losses,
+            max_steps=2,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            discriminator_dropout=0.0,
         )
         trainer.train()
         return trainer
@@ -265,7 +280,9 @@ def test_evaluate_reports_each_eval_set_under_its_own_prefix(tmp_path, text_doma
     for prefix in ("eval_source_validation_", "eval_target_test_"):
         assert {prefix + "loss", prefix + "accuracy", prefix + "macro_f1"} <= set(metrics)
     # the evaluation loss is the plain cross-entropy of the eval rows
-    batch = trainer.data_collator([{k: target_test[i][k] for k in ("input_ids", "token_type_ids", "attention_mask")} for i in range(16)])
+    batch = trainer.data_collator(
+        [{k: target_test[i][k] for k in ("input_ids", "token_type_ids", "attention_mask")} for i in range(16)]
+    )
     with torch.no_grad():
         logits = trainer.model(**batch).logits
     expected = torch.nn.functional.cross_entropy(logits, torch.tensor(target_test["label"][:16]))
@@ -274,10 +291,18 @@ def test_evaluate_reports_each_eval_set_under_its_own_prefix(tmp_path, text_doma
 
 def test_a_trainer_script_becomes_domain_adaptive_by_swapping_the_class(tmp_path, text_domains, tokenizer):
     source, target, _ = text_domains
-    args = TrainingArguments(output_dir=str(tmp_path / "plain"), per_device_train_batch_size=8, max_steps=3,
-                             logging_steps=1, report_to="none", use_cpu=True, learning_rate=1e-3)
-    trainer = DomainAdaptationTrainer(model=tiny_bert(), args=args, train_dataset=source, target_dataset=target,
-                                      processing_class=tokenizer)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "plain"),
+        per_device_train_batch_size=8,
+        max_steps=3,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        learning_rate=1e-3,
+    )
+    trainer = DomainAdaptationTrainer(
+        model=tiny_bert(), args=args, train_dataset=source, target_dataset=target, processing_class=tokenizer
+    )
     assert isinstance(trainer.args, DomainAdaptationConfig)
     assert trainer.args.max_steps == 3 and trainer.args.learning_rate == 1e-3
     trainer.train()
@@ -301,8 +326,12 @@ def test_mixing_into_a_users_own_trainer_subclass(tmp_path, text_domains, tokeni
         pass
 
     trainer = MyDomainAdaptiveTrainer(
-        tiny_bert(), config(tmp_path, adaptation_loss=["coral"], max_steps=2), train_dataset=source,
-        target_dataset=target, processing_class=tokenizer, note="mine",
+        tiny_bert(),
+        config(tmp_path, adaptation_loss=["coral"], max_steps=2),
+        train_dataset=source,
+        target_dataset=target,
+        processing_class=tokenizer,
+        note="mine",
     )
     trainer.train()
     assert trainer.note == "mine"
@@ -317,14 +346,20 @@ def test_missing_or_empty_target_dataset_is_a_clear_error(tmp_path, text_domains
     with pytest.raises(ValueError, match="pass `target_dataset=`"):
         DomainAdaptationTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=source)
     with pytest.raises(ValueError, match="`target_dataset` is empty"):
-        DomainAdaptationTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=source,
-                                target_dataset=target.select([]))
+        DomainAdaptationTrainer(
+            model=tiny_bert(), args=config(tmp_path), train_dataset=source, target_dataset=target.select([])
+        )
 
 
 def test_target_without_the_model_input_columns_is_a_clear_error(tmp_path, text_domains, tokenizer):
     source, target, _ = text_domains
-    trainer = DomainAdaptationTrainer(model=tiny_bert(), args=config(tmp_path), train_dataset=source,
-                                      target_dataset=target.remove_columns(["input_ids"]), processing_class=tokenizer)
+    trainer = DomainAdaptationTrainer(
+        model=tiny_bert(),
+        args=config(tmp_path),
+        train_dataset=source,
+        target_dataset=target.remove_columns(["input_ids"]),
+        processing_class=tokenizer,
+    )
     with pytest.raises(ValueError, match=r"`target_dataset` lacks the model-input column\(s\) \['input_ids'\]"):
         trainer.train()
 
@@ -334,8 +369,9 @@ def test_model_without_a_classification_head_is_a_clear_error(tmp_path, text_dom
 
     source, target, _ = text_domains
     with pytest.raises(ValueError, match="Could not find the classification head of BertModel"):
-        DomainAdaptationTrainer(model=BertModel(tiny_bert().config), args=config(tmp_path), train_dataset=source,
-                                target_dataset=target)
+        DomainAdaptationTrainer(
+            model=BertModel(tiny_bert().config), args=config(tmp_path), train_dataset=source, target_dataset=target
+        )
 
 
 def test_custom_optimizer_with_dann_is_a_clear_error(tmp_path, text_domains):
@@ -343,14 +379,20 @@ def test_custom_optimizer_with_dann_is_a_clear_error(tmp_path, text_domains):
     model = tiny_bert()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="discriminator"):
-        DomainAdaptationTrainer(model=model, args=config(tmp_path), train_dataset=source, target_dataset=target,
-                                optimizers=(optimizer, None))
+        DomainAdaptationTrainer(
+            model=model,
+            args=config(tmp_path),
+            train_dataset=source,
+            target_dataset=target,
+            optimizers=(optimizer, None),
+        )
 
 
 @pytest.mark.parametrize("features", ["cls_token", "mean_pooling"])
 def test_hidden_state_features_can_be_aligned_instead_of_the_head_input(tmp_path, text_domains, tokenizer, features):
-    trainer = make_trainer(tmp_path, text_domains, tokenizer, adaptation_loss=["dann", "mmd"], alignment_features=features,
-                           max_steps=2)
+    trainer = make_trainer(
+        tmp_path, text_domains, tokenizer, adaptation_loss=["dann", "mmd"], alignment_features=features, max_steps=2
+    )
     assert trainer.domain_discriminator.layers[0].in_features == 32  # the hidden size
     trainer.train()
     assert all(math.isfinite(e["loss/mmd"]) for e in trainer.state.log_history if "loss/mmd" in e)

@@ -14,8 +14,15 @@ from transformers import (
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
 
 CONFIGS = {
-    "vit": ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=37, num_labels=3),
+    "vit": ViTConfig(
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=3,
+    ),
     "resnet": ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
 }
 
@@ -31,12 +38,23 @@ def images(n, shift, seed):
 def test_image_classifiers_adapt_without_model_specific_code(tmp_path, architecture, feature_dim):
     torch.manual_seed(0)
     model = AutoModelForImageClassification.from_config(CONFIGS[architecture])
-    args = DomainAdaptationConfig(output_dir=str(tmp_path), adaptation_loss=["dann", "mmd", "coral"], max_steps=3,
-                                  per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=1,
-                                  report_to="none", use_cpu=True)
-    trainer = DomainAdaptationTrainer(model=model, args=args, train_dataset=images(24, 0.0, 0),
-                                      target_dataset=images(24, 2.0, 1).remove_columns("label"),
-                                      data_collator=default_data_collator)
+    args = DomainAdaptationConfig(
+        output_dir=str(tmp_path),
+        adaptation_loss=["dann", "mmd", "coral"],
+        max_steps=3,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+    )
+    trainer = DomainAdaptationTrainer(
+        model=model,
+        args=args,
+        train_dataset=images(24, 0.0, 0),
+        target_dataset=images(24, 2.0, 1).remove_columns("label"),
+        data_collator=default_data_collator,
+    )
     assert trainer.domain_discriminator.layers[0].in_features == feature_dim
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()

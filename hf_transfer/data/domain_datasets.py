@@ -6,7 +6,14 @@ import datasets
 
 from .amazon_reviews import AMAZON_DOMAINS, load_amazon_reviews
 
-_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"}
+_FILE_BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
 
 
 def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> datasets.Dataset:
@@ -25,28 +32,33 @@ def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> dat
     if spec.startswith("amazon:"):
         domain = spec.split(":", 1)[1]
         if domain not in AMAZON_DOMAINS:
-            raise ValueError(f"`{argument}`={spec!r}: the bundled Amazon domains are {[f'amazon:{d}' for d in AMAZON_DOMAINS]}.")
+            raise ValueError(
+                f"`{argument}`={spec!r}: the bundled Amazon domains are {[f'amazon:{d}' for d in AMAZON_DOMAINS]}."
+            )
         return load_amazon_reviews(domain, split)
     if os.path.isfile(spec):
         name = spec[:-3] if spec.endswith(".gz") else spec
         extension = os.path.splitext(name)[1].lower()
         if extension not in _FILE_BUILDERS:
             raise ValueError(
-                f"`{argument}`={spec!r} has an unsupported extension {extension!r}: use one of {sorted(_FILE_BUILDERS)}."
+                f"`{argument}`={spec!r} has an unsupported extension {extension!r}: "
+                f"use one of {sorted(_FILE_BUILDERS)}."
             )
         kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
         return datasets.load_dataset(_FILE_BUILDERS[extension], data_files=spec, split="train", **kwargs)
     if os.path.isdir(spec):
-        if os.path.isfile(os.path.join(spec, "dataset_info.json")) or os.path.isfile(os.path.join(spec, "dataset_dict.json")):
+        if os.path.isfile(os.path.join(spec, "dataset_info.json")) or os.path.isfile(
+            os.path.join(spec, "dataset_dict.json")
+        ):
             loaded = datasets.load_from_disk(spec)
             return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
         return datasets.load_dataset(spec, split=split)
     name = spec[:-3] if spec.endswith(".gz") else spec
     looks_like_path = (
-        spec.startswith((".", "/", "~"))
-        or spec.count("/") > 1
-        or os.path.splitext(name)[1].lower() in _FILE_BUILDERS
+        spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.path.splitext(name)[1].lower() in _FILE_BUILDERS
     )
     if looks_like_path:
-        raise FileNotFoundError(f"`{argument}`={spec!r} is neither an existing local file or folder nor a Hub dataset id.")
+        raise FileNotFoundError(
+            f"`{argument}`={spec!r} is neither an existing local file or folder nor a Hub dataset id."
+        )
     return datasets.load_dataset(spec, split=split)
