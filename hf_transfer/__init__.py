@@ -1,6 +1,6 @@
 """hf_transfer: transfer learning and unsupervised domain adaptation for Hugging Face `transformers` models."""
 
-from .data import AMAZON_DOMAINS, load_amazon_reviews, load_domain_dataset
+from .data import AMAZON_DOMAINS, load_amazon_reviews, load_digits, load_domain_dataset
 from .domain_adaptation_config import DomainAdaptationConfig
 from .domain_adaptation_trainer import DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
 from .losses import (
@@ -26,6 +26,7 @@ __all__ = [
     "domain_adversarial_loss",
     "gradient_reversal",
     "load_amazon_reviews",
+    "load_digits",
     "load_domain_dataset",
     "load_metric",
     "mmd_loss",

@@ -41,3 +41,20 @@ def test_metrics_are_offline_and_correct(monkeypatch):
     assert load_metric("accuracy").compute(predictions=[1, 1], references=[1, 0]) == {"accuracy": 0.5}
     with pytest.raises(ValueError, match="hf_transfer ships"):
         load_metric("bleu")
+
+
+def test_bundled_digits_splits():
+    from hf_transfer import load_digits
+
+    usps_train, usps_test = load_digits("usps", "train"), load_digits("usps", "test")
+    assert (len(usps_train), len(usps_test)) == (7291, 2007)
+    assert usps_train[0]["image"].size == (16, 16) and usps_train[0]["image"].mode == "L"
+    assert np.bincount(usps_test["label"], minlength=10).tolist() == [359, 264, 198, 166, 200, 160, 170, 147, 166, 177]
+    unlabeled, test = load_digits("mnist", "unlabeled"), load_digits("mnist", "test")
+    assert unlabeled.column_names == ["image"] and len(unlabeled) == 5000
+    assert len(test) == 5000 and test[0]["image"].size == (28, 28)
+    assert test.features["label"].names == [str(d) for d in range(10)]
+    # the two MNIST halves are disjoint rows of the same 10000-image test split
+    assert not np.array_equal(np.asarray(unlabeled[0]["image"]), np.asarray(test[0]["image"]))
+    with pytest.raises(ValueError, match=r"`split` for 'mnist' must be one of \['unlabeled', 'test'\]"):
+        load_digits("mnist", "train")
