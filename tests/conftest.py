@@ -9,7 +9,13 @@ import random  # noqa: E402
 import datasets  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizer  # noqa: E402
+from transformers import (  # noqa: E402
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizer,
+    ResNetConfig,
+    ViTConfig,
+)
 
 POSITIVE = ["great", "good", "excellent", "love", "fine", "happy"]
 NEGATIVE = ["bad", "poor", "awful", "hate", "broken", "sad"]
@@ -78,3 +84,18 @@ def tiny_bert(seed: int = 0, num_labels: int = 2) -> BertForSequenceClassificati
         num_labels=num_labels,
     )
     return BertForSequenceClassification(config)
+
+
+# Tiny image classifiers: 2 blocks each, 3 labels, 16×16 RGB input.
+TINY_VISION_CONFIGS = {
+    "vit": ViTConfig(
+        image_size=16,
+        patch_size=4,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=3,
+    ),
+    "resnet": ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
+}

@@ -4,27 +4,10 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    AutoModelForImageClassification,
-    ResNetConfig,
-    ViTConfig,
-    default_data_collator,
-)
+from conftest import TINY_VISION_CONFIGS as CONFIGS
+from transformers import AutoModelForImageClassification, default_data_collator
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
-
-CONFIGS = {
-    "vit": ViTConfig(
-        image_size=16,
-        patch_size=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=3,
-    ),
-    "resnet": ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
-}
 
 
 def images(n, shift, seed):

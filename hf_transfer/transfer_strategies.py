@@ -1,0 +1,116 @@
+"""Which parameters of a pretrained classifier train: layer groups, frozen layers, feature extraction, and
+layer-wise learning-rate decay, for any BERT-family, ViT or ResNet classifier without per-model code.
+
+A model is split into layer groups from input to output: the embeddings (everything before the repeated
+blocks), one group per block (a transformer layer, a ResNet stage), and the classification head. Whatever sits
+between the last block and the head (BERT's pooler, ViT's final layer norm) belongs to the last block's group.
+The blocks are the longest `nn.ModuleList` of modules of one class (`bert.encoder.layer`, `vit.layers`,
+`resnet.encoder.stages`).
+"""
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass
+class LayerGroup:
+    """A named set of parameters that is frozen, unfrozen or given a learning rate together."""
+
+    name: str
+    parameter_names: list[str]
+
+
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The repeated blocks of the backbone: the longest `nn.ModuleList` whose modules all have one class."""
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and len({type(child) for child in module}) == 1
+    ]
+    if not candidates:
+        raise ValueError(
+            f"{type(model).__name__} has no list of repeated blocks (an nn.ModuleList of transformer layers or "
+            "stages), so its layers cannot be grouped: use full fine-tuning or a PEFT adapter instead."
+        )
+    # the most blocks; among equals, the outermost list
+    return max(candidates, key=lambda item: (len(item[1]), -item[0].count(".")))
+
+
+def layer_groups(model: nn.Module, classifier_name: str) -> list[LayerGroup]:
+    """Layer groups from input to output: `embeddings`, `block_0` … `block_{N-1}`, `head` (the classifier module).
+
+    Args:
+        model: a transformers classification model (not PEFT-wrapped).
+        classifier_name: name of the classification head module (e.g. `"classifier"`).
+    """
+    blocks_name, blocks = find_blocks(model)
+    block_of = {}
+    for index in range(len(blocks)):
+        for name, _ in blocks[index].named_parameters(prefix=f"{blocks_name}.{index}"):
+            block_of[name] = index
+    head_prefix = classifier_name + "."
+    embeddings, head = [], []
+    per_block: list[list[str]] = [[] for _ in blocks]
+    seen_block = False
+    for name, _ in model.named_parameters():
+        if name.startswith(head_prefix):
+            head.append(name)
+        elif name in block_of:
+            per_block[block_of[name]].append(name)
+            seen_block = True
+        elif not seen_block:
+            embeddings.append(name)
+        else:
+            per_block[-1].append(name)  # between the last block and the head: pooler, final layer norm
+    groups = [LayerGroup("embeddings", embeddings)] if embeddings else []
+    groups += [LayerGroup(f"block_{index}", names) for index, names in enumerate(per_block)]
+    groups.append(LayerGroup("head", head))
+    return groups
+
+
+def freeze_lowest_layers(model: nn.Module, classifier_name: str, num_layers: int) -> list[str]:
+    """Freeze the embeddings and the lowest `num_layers` blocks; return the names of the frozen parameters."""
+    groups = layer_groups(model, classifier_name)
+    blocks = [g for g in groups if g.name.startswith("block_")]
+    if not 0 <= num_layers <= len(blocks):
+        raise ValueError(
+            f"`num_frozen_layers`={num_layers} but {type(model).__name__} has {len(blocks)} blocks: "
+            f"choose 0 to {len(blocks)} (or feature extraction to freeze the whole backbone)."
+        )
+    if num_layers == 0:
+        return []
+    frozen = [n for g in groups if g.name == "embeddings" for n in g.parameter_names]
+    frozen += [n for g in blocks[:num_layers] for n in g.parameter_names]
+    _set_requires_grad(model, frozen, False)
+    return frozen
+
+
+def freeze_backbone(model: nn.Module, classifier_name: str) -> list[str]:
+    """Feature extraction: freeze everything but the classification head; return the frozen parameter names."""
+    frozen = [n for n, _ in model.named_parameters() if not n.startswith(classifier_name + ".")]
+    _set_requires_grad(model, frozen, False)
+    return frozen
+
+
+def layerwise_learning_rates(
+    model: nn.Module, classifier_name: str, learning_rate: float, decay: float
+) -> dict[str, float]:
+    """Discriminative fine-tuning (Howard & Ruder, 2018): each group's rate is `decay` times the rate above it.
+
+    The head trains at `learning_rate`, the last block at `learning_rate · decay`, …, the embeddings at
+    `learning_rate · decay^(N+1)`. Returns the learning rate of every parameter, by name.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"`layerwise_lr_decay` must be in (0, 1], got {decay}.")
+    rates = {}
+    for depth, group in enumerate(reversed(layer_groups(model, classifier_name))):
+        for name in group.parameter_names:
+            rates[name] = learning_rate * decay**depth
+    return rates
+
+
+def _set_requires_grad(model: nn.Module, names: list[str], value: bool) -> None:
+    parameters = dict(model.named_parameters())
+    for name in names:
+        parameters[name].requires_grad_(value)
