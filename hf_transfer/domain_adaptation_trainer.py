@@ -26,6 +26,13 @@ from transformers.trainer_utils import seed_worker
 from .domain_adaptation_config import DomainAdaptationConfig
 from .losses import DomainDiscriminator, coral_loss, dann_coefficient, domain_adversarial_loss, mmd_loss
 from .model_card import write_model_card
+from .transfer_strategies import (
+    ProgressiveUnfreezingCallback,
+    freeze_backbone,
+    freeze_lowest_layers,
+    layer_groups,
+    layerwise_learning_rates,
+)
 
 DOMAIN_LABELS_KEY = "domain_labels"
 DISCRIMINATOR_WEIGHTS_NAME = "domain_discriminator.safetensors"
@@ -234,11 +241,26 @@ class DomainAdaptationMixin:
                 peft_config.modules_to_save = modules_to_save + [head_name]
             model = get_peft_model(model, peft_config)
 
-        # 4. the features that are aligned, and the domain discriminator
+        # 4. which pretrained parameters train
+        uses_strategy = (
+            args.transfer_strategy != "full" or args.layerwise_lr_decay != 1.0 or args.progressive_unfreezing_steps
+        )
+        if peft_config is not None and uses_strategy:
+            raise ValueError(
+                "With `peft_config` only the adapter and the classification head train: `transfer_strategy`, "
+                "`layerwise_lr_decay` and `progressive_unfreezing_steps` apply to fine-tuning without PEFT. "
+                "Leave them at their defaults, or drop `peft_config`."
+            )
         self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
+        if args.transfer_strategy == "feature_extraction":
+            freeze_backbone(model, self._classifier_name)
+        elif args.transfer_strategy == "freeze_layers":
+            freeze_lowest_layers(model, self._classifier_name, args.num_frozen_layers)
+
+        # 5. the features that are aligned, and the domain discriminator
         feature_dim = _feature_dim(model, self._classifier, args.alignment_features)
 
-        # 5. datasets
+        # 6. datasets
         if args.adaptation_loss:
             if target_dataset is None:
                 raise ValueError(
@@ -275,8 +297,11 @@ class DomainAdaptationMixin:
             self.domain_discriminator.to(self.args.device)
             self.add_callback(_ZeroDiscriminatorGradients(self.domain_discriminator))
 
-        # 6. callbacks, metrics, tags
+        # 7. callbacks, metrics, tags
         self.add_callback(_SamplerEpochCallback())
+        if args.progressive_unfreezing_steps:
+            groups = layer_groups(self.model, self._classifier_name)
+            self.add_callback(ProgressiveUnfreezingCallback(groups, args.progressive_unfreezing_steps))
         self._metrics = defaultdict(list)
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names + list(args.adaptation_loss))
@@ -342,6 +367,8 @@ class DomainAdaptationMixin:
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, plus one parameter group for the domain discriminator."""
         optimizer = super().create_optimizer(model)
+        if self.args.layerwise_lr_decay != 1.0 and not any("layer_group" in g for g in optimizer.param_groups):
+            self._split_by_layer_learning_rate(optimizer)
         if self.domain_discriminator is not None and not any(
             group.get("name") == "domain_discriminator" for group in optimizer.param_groups
         ):
@@ -360,6 +387,30 @@ class DomainAdaptationMixin:
                 {"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": "domain_discriminator"}
             )
         return optimizer
+
+    def _split_by_layer_learning_rate(self, optimizer) -> None:
+        """Discriminative fine-tuning: split each parameter group by layer group, with the layer's learning rate."""
+        rates = layerwise_learning_rates(
+            self.model, self._classifier_name, self.args.learning_rate, self.args.layerwise_lr_decay
+        )
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        depth_of = {
+            n: d
+            for d, g in enumerate(reversed(layer_groups(self.model, self._classifier_name)))
+            for n in g.parameter_names
+        }
+        groups = []
+        for group in optimizer.param_groups:
+            by_depth = defaultdict(list)
+            for param in group["params"]:
+                by_depth[depth_of[names[id(param)]]].append(param)
+            settings = {key: value for key, value in group.items() if key != "params"}
+            for depth, params in sorted(by_depth.items()):
+                lr = rates[names[id(params[0])]]
+                groups.append({**settings, "params": params, "lr": lr, "layer_group": depth})
+        optimizer.param_groups = []
+        for group in groups:
+            optimizer.add_param_group(group)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

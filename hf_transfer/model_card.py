@@ -120,7 +120,18 @@ def write_model_card(
             f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")'
         )
     else:
-        strategy = "full fine-tuning (all parameters trained)"
+        strategy = {
+            "full": "full fine-tuning (all parameters trained)",
+            "feature_extraction": "feature extraction (backbone frozen, only the classification head trained)",
+            "freeze_layers": f"embeddings and the lowest {getattr(args, 'num_frozen_layers', 0)} blocks frozen",
+        }[getattr(args, "transfer_strategy", "full")]
+        if getattr(args, "layerwise_lr_decay", 1.0) != 1.0:
+            strategy += f"; layer-wise learning-rate decay {args.layerwise_lr_decay} (Howard & Ruder, 2018)"
+        if getattr(args, "progressive_unfreezing_steps", 0):
+            strategy += (
+                f"; gradual unfreezing, one more layer group every {args.progressive_unfreezing_steps} steps "
+                "(ULMFiT, Howard & Ruder, 2018)"
+            )
         auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
         usage = f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{model_name}")'
 

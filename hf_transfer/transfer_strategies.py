@@ -11,6 +11,7 @@ The blocks are the longest `nn.ModuleList` of modules of one class (`bert.encode
 from dataclasses import dataclass
 
 from torch import nn
+from transformers import TrainerCallback
 
 
 @dataclass
@@ -114,3 +115,39 @@ def _set_requires_grad(model: nn.Module, names: list[str], value: bool) -> None:
     parameters = dict(model.named_parameters())
     for name in names:
         parameters[name].requires_grad_(value)
+
+
+class ProgressiveUnfreezingCallback(TrainerCallback):
+    """Gradual unfreezing (ULMFiT, Howard & Ruder, ACL 2018): the head trains first, then one more layer group
+    from the top every `unfreeze_every_steps` optimizer steps, down to the embeddings.
+
+    At global step s the top `1 + s // unfreeze_every_steps` groups train. The state is a function of the global
+    step alone, so a resumed run is frozen exactly as the uninterrupted run was. The optimizer must hold every
+    parameter from the start (`DomainAdaptationTrainer` creates it before this callback first freezes anything);
+    a frozen parameter gets no gradient, so the optimizer leaves it alone until it is unfrozen.
+    """
+
+    def __init__(self, groups: list[LayerGroup], unfreeze_every_steps: int):
+        if unfreeze_every_steps < 1:
+            raise ValueError(f"`progressive_unfreezing_steps` must be >= 1, got {unfreeze_every_steps}.")
+        self.groups = groups
+        self.unfreeze_every_steps = unfreeze_every_steps
+
+    def num_trainable_groups(self, global_step: int) -> int:
+        return min(len(self.groups), 1 + global_step // self.unfreeze_every_steps)
+
+    def apply(self, model: nn.Module, global_step: int) -> None:
+        trainable = self.num_trainable_groups(global_step)
+        parameters = dict(model.named_parameters())
+        for depth, group in enumerate(reversed(self.groups)):
+            for name in group.parameter_names:
+                parameters[name].requires_grad_(depth < trainable)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.apply(model, state.global_step)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self.apply(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.apply(model, len(self.groups) * self.unfreeze_every_steps)  # leave the model fully trainable
