@@ -528,6 +528,24 @@ class DomainAdaptationMixin:
             self.domain_discriminator.load_state_dict(load_file(path, device=str(self.args.device)))
         super()._load_optimizer_and_scheduler(checkpoint)
 
+    def save_merged_model(self, output_dir: str) -> None:
+        """Save a PEFT-trained model with its adapter merged into the base weights (`merge_and_unload`).
+
+        The result is a stock transformers checkpoint (plus the tokenizer / processor) that loads without PEFT and
+        gives the adapter model's logits. The trainer's own model is left as it was (a copy is merged).
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        if not hasattr(model, "merge_and_unload"):
+            raise ValueError(
+                "`save_merged_model` needs a model trained with a `peft_config`; use `save_model` instead."
+            )
+        if not self.args.should_save:
+            return
+        merged = copy.deepcopy(model).merge_and_unload()
+        merged.save_pretrained(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
         """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`)."""
         if not self.is_world_process_zero():

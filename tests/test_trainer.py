@@ -404,3 +404,29 @@ def test_the_same_seed_gives_the_same_discriminator_whatever_ran_before(tmp_path
     second = make_trainer(tmp_path, text_domains, tokenizer)
     for (name, a), b in zip(first.domain_discriminator.named_parameters(), second.domain_discriminator.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_lora_merged_export_reloads_with_identical_logits_without_peft(tmp_path, text_domains, tokenizer):
+    from peft import LoraConfig
+
+    trainer = make_trainer(
+        tmp_path, text_domains, tokenizer, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"])
+    )
+    trainer.train()
+    trainer.save_merged_model(str(tmp_path / "merged"))
+    assert "adapter_config.json" not in os.listdir(tmp_path / "merged")
+    merged, info = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    batch = tokenizer(["great book", "awful pan broken"], return_tensors="pt", padding=True)
+    trainer.model.eval()
+    merged.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, trainer.model(**batch).logits, rtol=1e-5, atol=1e-5)
+    assert any("lora_A" in name for name, _ in trainer.model.named_parameters())  # the trainer's model is untouched
+
+
+def test_save_merged_model_without_peft_is_a_clear_error(tmp_path, text_domains, tokenizer):
+    trainer = make_trainer(tmp_path, text_domains, tokenizer)
+    with pytest.raises(ValueError, match="needs a model trained with a `peft_config`"):
+        trainer.save_merged_model(str(tmp_path / "merged"))
