@@ -6,7 +6,6 @@ rows only; the alignment losses compare the pooled source and target features. E
 `DomainAdaptationMixin`, so an existing `Trainer` subclass becomes domain-adaptive by mixing it in.
 """
 
-import contextlib
 import copy
 import math
 import os
@@ -24,6 +23,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import seed_worker
 
 from .domain_adaptation_config import DomainAdaptationConfig
+from .features import capture_head_input, feature_dim, find_classifier_module, pool_features
 from .losses import DomainDiscriminator, coral_loss, dann_coefficient, domain_adversarial_loss, mmd_loss
 from .model_card import write_model_card
 from .transfer_strategies import (
@@ -36,7 +36,6 @@ from .transfer_strategies import (
 
 DOMAIN_LABELS_KEY = "domain_labels"
 DISCRIMINATOR_WEIGHTS_NAME = "domain_discriminator.safetensors"
-CLASSIFIER_MODULE_NAMES = ("classifier", "score")
 
 
 class DomainMixingBatchSampler(Sampler[list[int]]):
@@ -137,55 +136,6 @@ class _SamplerEpochCallback(TrainerCallback):
             sampler.set_epoch(int(state.epoch or 0))
 
 
-def find_classifier_module(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
-    """The classification head of a transformers (or PEFT-wrapped) classification model, by module name."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for candidate in [name] if name else CLASSIFIER_MODULE_NAMES:
-        try:
-            return candidate, base.get_submodule(candidate)
-        except AttributeError:
-            continue
-    raise ValueError(
-        f"Could not find the classification head of {type(base).__name__} "
-        f"(looked for {[name] if name else list(CLASSIFIER_MODULE_NAMES)}). Pass a model with a classification "
-        "head (an `AutoModelForSequenceClassification` / `AutoModelForImageClassification`), or name the head "
-        "module with `classifier_module`."
-    )
-
-
-def _feature_dim(model: nn.Module, classifier: nn.Module, alignment_features: str) -> int:
-    if alignment_features == "head_input":
-        for module in classifier.modules():
-            if isinstance(module, nn.Linear):
-                return module.in_features
-        raise ValueError(
-            f"The classification head {type(classifier).__name__} has no nn.Linear layer to read the feature size "
-            "from: set `alignment_features` to 'cls_token' or 'mean_pooling'."
-        )
-    config = model.config
-    if getattr(config, "hidden_size", None):
-        return config.hidden_size
-    if getattr(config, "hidden_sizes", None):
-        return config.hidden_sizes[-1]
-    raise ValueError(f"Cannot tell the hidden size of {type(config).__name__}: use `alignment_features='head_input'`.")
-
-
-def _pool(features: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
-    """Reduce `(B, D)`, `(B, T, D)` token or `(B, C, H, W)` map features to `(B, D)`."""
-    if features.dim() == 2:
-        return features
-    if features.dim() == 4:  # CNN feature map: global average pooling
-        return features.float().mean(dim=(2, 3)).to(features.dtype)
-    if features.dim() != 3:
-        raise ValueError(f"Cannot pool features of shape {tuple(features.shape)} into one vector per example.")
-    if how == "mean_pooling":
-        if attention_mask is None:
-            return features.mean(dim=1)
-        mask = attention_mask.unsqueeze(-1).to(features.dtype)
-        return (features * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-    return features[:, 0]  # the [CLS] token, as BERT-style and ViT heads read it
-
-
 class DomainAdaptationMixin:
     """Domain adaptation for any `transformers.Trainer` (sub)class.
 
@@ -258,7 +208,7 @@ class DomainAdaptationMixin:
             freeze_lowest_layers(model, self._classifier_name, args.num_frozen_layers)
 
         # 5. the features that are aligned, and the domain discriminator
-        feature_dim = _feature_dim(model, self._classifier, args.alignment_features)
+        discriminator_input_size = feature_dim(model, self._classifier, args.alignment_features)
 
         # 6. datasets
         if args.adaptation_loss:
@@ -283,7 +233,7 @@ class DomainAdaptationMixin:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(args.seed)  # the same initial discriminator for the same seed, whatever ran before
                 self.domain_discriminator = DomainDiscriminator(
-                    feature_dim,
+                    discriminator_input_size,
                     hidden_size=args.discriminator_hidden_size,
                     num_hidden_layers=args.discriminator_num_layers,
                     dropout=args.discriminator_dropout,
@@ -436,7 +386,7 @@ class DomainAdaptationMixin:
         if from_hidden_states:
             inputs["output_hidden_states"] = True
 
-        with self._capture_head_input(enabled=align and not from_hidden_states) as captured:
+        with capture_head_input(self._classifier, enabled=align and not from_hidden_states) as captured:
             outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
 
@@ -453,9 +403,9 @@ class DomainAdaptationMixin:
         if align:
             if from_hidden_states:
                 hidden = outputs["hidden_states"][-1]
-                features = _pool(hidden, inputs.get("attention_mask"), self.args.alignment_features)
+                features = pool_features(hidden, inputs.get("attention_mask"), self.args.alignment_features)
             else:
-                features = _pool(captured["features"], None, "head_input")
+                features = pool_features(captured["features"], None, "head_input")
             source, target = features[domain_labels == 0], features[domain_labels == 1]
             for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
                 value = self._alignment_loss(name, source, target)
@@ -479,22 +429,6 @@ class DomainAdaptationMixin:
         if name == "coral":
             return coral_loss(source, target)
         raise ValueError(f"Unknown adaptation loss {name!r}.")
-
-    @contextlib.contextmanager
-    def _capture_head_input(self, enabled: bool):
-        captured: dict[str, torch.Tensor] = {}
-        if not enabled:
-            yield captured
-            return
-
-        def hook(module, args, kwargs):
-            captured["features"] = args[0] if args else next(iter(kwargs.values()))
-
-        handle = self._classifier.register_forward_pre_hook(hook, with_kwargs=True)
-        try:
-            yield captured
-        finally:
-            handle.remove()
 
     # ---- logging ------------------------------------------------------------------------------------------------
 
