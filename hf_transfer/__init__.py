@@ -11,7 +11,9 @@ from .losses import (
     gradient_reversal,
     mmd_loss,
 )
+from .linear_probe import extract_features, linear_probe
 from .metrics import compute_classification_metrics, load_metric
+from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
 
 __all__ = [
     "AMAZON_DOMAINS",
@@ -20,11 +22,15 @@ __all__ = [
     "DomainAdaptationTrainer",
     "DomainDiscriminator",
     "DomainMixingBatchSampler",
+    "ProgressiveUnfreezingCallback",
     "compute_classification_metrics",
     "coral_loss",
     "dann_coefficient",
     "domain_adversarial_loss",
+    "extract_features",
     "gradient_reversal",
+    "layer_groups",
+    "linear_probe",
     "load_amazon_reviews",
     "load_digits",
     "load_domain_dataset",

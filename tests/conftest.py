@@ -7,6 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never touch the networ
 import random  # noqa: E402
 
 import datasets  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import (  # noqa: E402
@@ -99,3 +100,11 @@ TINY_VISION_CONFIGS = {
     ),
     "resnet": ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3),
 }
+
+
+def make_images(n, shift, seed):
+    """n random 3×16×16 images in 3 classes; the class and `shift` are added to every pixel."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    pixels = rng.normal(size=(n, 3, 16, 16)).astype("float32") + labels[:, None, None, None] + shift
+    return datasets.Dataset.from_dict({"pixel_values": pixels, "label": labels}).with_format("torch")

@@ -1,20 +1,12 @@
 """DomainAdaptationTrainer on image classifiers (ViT, ResNet) built from tiny configs: no model-specific code."""
 
-import datasets
-import numpy as np
 import pytest
 import torch
 from conftest import TINY_VISION_CONFIGS as CONFIGS
+from conftest import make_images as images
 from transformers import AutoModelForImageClassification, default_data_collator
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
-
-
-def images(n, shift, seed):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3
-    pixels = rng.normal(size=(n, 3, 16, 16)).astype("float32") + labels[:, None, None, None] + shift
-    return datasets.Dataset.from_dict({"pixel_values": pixels, "label": labels}).with_format("torch")
 
 
 @pytest.mark.parametrize("architecture, feature_dim", [("vit", 32), ("resnet", 16)])
