@@ -3,6 +3,7 @@
 from .data import AMAZON_DOMAINS, load_amazon_reviews, load_digits, load_domain_dataset
 from .domain_adaptation_config import DomainAdaptationConfig
 from .domain_adaptation_trainer import DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
+from .linear_probe import extract_features, linear_probe
 from .losses import (
     DomainDiscriminator,
     coral_loss,
@@ -11,7 +12,6 @@ from .losses import (
     gradient_reversal,
     mmd_loss,
 )
-from .linear_probe import extract_features, linear_probe
 from .metrics import compute_classification_metrics, load_metric
 from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
 
