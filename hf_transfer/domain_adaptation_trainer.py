@@ -181,6 +181,15 @@ class DomainAdaptationMixin:
             )
 
         # 3. PEFT: the classification head always trains and is saved with the adapter
+        uses_strategy = (
+            args.transfer_strategy != "full" or args.layerwise_lr_decay != 1.0 or args.progressive_unfreezing_steps
+        )
+        if peft_config is not None and uses_strategy:
+            raise ValueError(
+                "With `peft_config` only the adapter and the classification head train: `transfer_strategy`, "
+                "`layerwise_lr_decay` and `progressive_unfreezing_steps` apply to fine-tuning without PEFT. "
+                "Leave them at their defaults, or drop `peft_config`."
+            )
         if peft_config is not None:
             from peft import get_peft_model
 
@@ -192,15 +201,6 @@ class DomainAdaptationMixin:
             model = get_peft_model(model, peft_config)
 
         # 4. which pretrained parameters train
-        uses_strategy = (
-            args.transfer_strategy != "full" or args.layerwise_lr_decay != 1.0 or args.progressive_unfreezing_steps
-        )
-        if peft_config is not None and uses_strategy:
-            raise ValueError(
-                "With `peft_config` only the adapter and the classification head train: `transfer_strategy`, "
-                "`layerwise_lr_decay` and `progressive_unfreezing_steps` apply to fine-tuning without PEFT. "
-                "Leave them at their defaults, or drop `peft_config`."
-            )
         self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
         if args.transfer_strategy == "feature_extraction":
             freeze_backbone(model, self._classifier_name)
