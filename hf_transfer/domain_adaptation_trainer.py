@@ -317,7 +317,7 @@ class DomainAdaptationMixin:
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, plus one parameter group for the domain discriminator."""
         optimizer = super().create_optimizer(model)
-        if self.args.layerwise_lr_decay != 1.0 and not any("layer_group" in g for g in optimizer.param_groups):
+        if self.args.layerwise_lr_decay != 1.0 and not any("layerwise_lr" in g for g in optimizer.param_groups):
             self._split_by_layer_learning_rate(optimizer)
         if self.domain_discriminator is not None and not any(
             group.get("name") == "domain_discriminator" for group in optimizer.param_groups
@@ -344,20 +344,14 @@ class DomainAdaptationMixin:
             self.model, self._classifier_name, self.args.learning_rate, self.args.layerwise_lr_decay
         )
         names = {id(p): n for n, p in self.model.named_parameters()}
-        depth_of = {
-            n: d
-            for d, g in enumerate(reversed(layer_groups(self.model, self._classifier_name)))
-            for n in g.parameter_names
-        }
         groups = []
         for group in optimizer.param_groups:
-            by_depth = defaultdict(list)
+            by_rate = defaultdict(list)  # one learning rate per layer group (decay < 1 makes them distinct)
             for param in group["params"]:
-                by_depth[depth_of[names[id(param)]]].append(param)
+                by_rate[rates[names[id(param)]]].append(param)
             settings = {key: value for key, value in group.items() if key != "params"}
-            for depth, params in sorted(by_depth.items()):
-                lr = rates[names[id(params[0])]]
-                groups.append({**settings, "params": params, "lr": lr, "layer_group": depth})
+            for rate, params in sorted(by_rate.items(), reverse=True):
+                groups.append({**settings, "params": params, "lr": rate, "layerwise_lr": True})
         optimizer.param_groups = []
         for group in groups:
             optimizer.add_param_group(group)

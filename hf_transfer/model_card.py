@@ -39,7 +39,7 @@ def describe_source(name: str | None) -> str:
     if not name:
         return "not recorded"
     if os.path.isabs(name) or os.path.exists(name):
-        return f"local files ({Path(name).name})"
+        return f"local files ({Path(os.path.normpath(name)).name})"
     return name
 
 

@@ -34,6 +34,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfAr
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
 from hf_transfer.cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
 from hf_transfer.data import load_domain_dataset
+from hf_transfer.model_card import describe_source
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def describe_dataset(spec: str, split: str | None) -> str:
     if spec.startswith("amazon:"):
         return f"Amazon reviews, {spec.split(':', 1)[1]} (Blitzer et al. 2007, bundled), split {split}"
     if os.path.exists(spec):
-        return f"local files ({os.path.basename(os.path.normpath(spec))})"
+        return describe_source(spec)
     return spec if split in (None, "", "train") else f"{spec}, split {split}"
 
 
