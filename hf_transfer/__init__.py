@@ -13,7 +13,9 @@ from .losses import (
     mmd_loss,
 )
 from .metrics import compute_classification_metrics, load_metric
+from .transfer_config import TransferConfig
 from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
+from .transfer_trainer import TransferLearningMixin, TransferTrainer
 
 __all__ = [
     "AMAZON_DOMAINS",
@@ -23,6 +25,9 @@ __all__ = [
     "DomainDiscriminator",
     "DomainMixingBatchSampler",
     "ProgressiveUnfreezingCallback",
+    "TransferConfig",
+    "TransferLearningMixin",
+    "TransferTrainer",
     "compute_classification_metrics",
     "coral_loss",
     "dann_coefficient",

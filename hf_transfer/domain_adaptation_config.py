@@ -3,18 +3,18 @@
 import math
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .transfer_config import TransferConfig
 
 ADAPTATION_LOSSES = ("dann", "mmd", "coral")
 ALIGNMENT_FEATURES = ("head_input", "cls_token", "mean_pooling")
-TRANSFER_STRATEGIES = ("full", "feature_extraction", "freeze_layers")
 
 
 @dataclass
-class DomainAdaptationConfig(TrainingArguments):
+class DomainAdaptationConfig(TransferConfig):
     r"""
-    Configuration of [`DomainAdaptationTrainer`]: every `TrainingArguments` field plus the domain-adaptation
-    hyper-parameters below. Parsed into a command line by `HfArgumentParser`.
+    Configuration of [`DomainAdaptationTrainer`]: every `TrainingArguments` field, the transfer strategy of
+    [`TransferConfig`] (full, LoRA and other adapters, frozen layers, …) and the domain-adaptation hyper-parameters
+    below. Parsed into a command line by `HfArgumentParser`.
 
     `per_device_train_batch_size` counts the rows of both domains: with the default `target_batch_fraction=0.5`
     and a batch of 32, every training batch holds 16 labeled source rows and 16 unlabeled target rows. With no
@@ -47,18 +47,6 @@ class DomainAdaptationConfig(TrainingArguments):
             The representation that is aligned: `"head_input"` is what the classification head receives (BERT's
             pooled output, ViT's [CLS] token, ResNet's pooled feature map), found automatically for every
             architecture; `"cls_token"` and `"mean_pooling"` pool the last hidden state instead.
-        classifier_module (`str` or `None`, defaults to `None`):
-            Name of the classification head module; `None` finds it (`classifier`, then `score`).
-        transfer_strategy (`str`, defaults to `"full"`):
-            Which pretrained parameters train: `"full"` (all), `"feature_extraction"` (only the classification
-            head), `"freeze_layers"` (all but the embeddings and the lowest `num_frozen_layers` blocks). For LoRA and
-            other adapters pass a `peft_config` to the trainer instead.
-        num_frozen_layers (`int`, defaults to `0`): blocks (transformer layers, ResNet stages) frozen from the
-            bottom with `transfer_strategy="freeze_layers"`; the embeddings are frozen with them.
-        layerwise_lr_decay (`float`, defaults to `1.0`): discriminative fine-tuning; each layer group below the head
-            trains at this factor times the rate of the group above it. 1.0 turns it off.
-        progressive_unfreezing_steps (`int`, defaults to `0`): gradual unfreezing (ULMFiT); the head trains first
-            and one more layer group from the top is unfrozen every this many optimizer steps. 0 turns it off.
     """
 
     adaptation_loss: list[str] = field(
@@ -121,35 +109,6 @@ class DomainAdaptationConfig(TrainingArguments):
             "architecture), 'cls_token' or 'mean_pooling' (of the last hidden state).",
             "choices": list(ALIGNMENT_FEATURES),
         },
-    )
-    classifier_module: str | None = field(
-        default=None,
-        metadata={
-            "help": "Name of the classification head module. Default: found automatically ('classifier', 'score')."
-        },
-    )
-
-    transfer_strategy: str = field(
-        default="full",
-        metadata={
-            "help": "Which pretrained parameters train: 'full', 'feature_extraction' (head only) or "
-            "'freeze_layers' (freeze the embeddings and the lowest num_frozen_layers blocks). "
-            "For LoRA use the recipes' --use_peft (a peft_config).",
-            "choices": list(TRANSFER_STRATEGIES),
-        },
-    )
-    num_frozen_layers: int = field(
-        default=0, metadata={"help": "Blocks frozen from the bottom with transfer_strategy='freeze_layers'."}
-    )
-    layerwise_lr_decay: float = field(
-        default=1.0,
-        metadata={
-            "help": "Discriminative fine-tuning: each layer group's learning rate is this times the one above it."
-        },
-    )
-    progressive_unfreezing_steps: int = field(
-        default=0,
-        metadata={"help": "Gradual unfreezing (ULMFiT): unfreeze one more layer group every N steps; 0 = off."},
     )
 
     def __post_init__(self):
@@ -216,27 +175,6 @@ class DomainAdaptationConfig(TrainingArguments):
         if self.alignment_features not in ALIGNMENT_FEATURES:
             raise ValueError(
                 f"`alignment_features` must be one of {list(ALIGNMENT_FEATURES)}, got {self.alignment_features!r}."
-            )
-        if self.transfer_strategy not in TRANSFER_STRATEGIES:
-            raise ValueError(
-                f"`transfer_strategy` must be one of {list(TRANSFER_STRATEGIES)}, got {self.transfer_strategy!r} "
-                "(for LoRA and other adapters pass a `peft_config`)."
-            )
-        if self.transfer_strategy == "freeze_layers" and self.num_frozen_layers < 1:
-            raise ValueError("`transfer_strategy='freeze_layers'` needs `num_frozen_layers` >= 1.")
-        if self.transfer_strategy != "freeze_layers" and self.num_frozen_layers:
-            raise ValueError(
-                f"`num_frozen_layers`={self.num_frozen_layers} is only used with `transfer_strategy='freeze_layers'`: "
-                "set that strategy or leave num_frozen_layers at 0."
-            )
-        if not 0.0 < self.layerwise_lr_decay <= 1.0:
-            raise ValueError(f"`layerwise_lr_decay` must be in (0, 1], got {self.layerwise_lr_decay}.")
-        if self.progressive_unfreezing_steps < 0:
-            raise ValueError(f"`progressive_unfreezing_steps` must be >= 0, got {self.progressive_unfreezing_steps}.")
-        if self.progressive_unfreezing_steps and self.transfer_strategy != "full":
-            raise ValueError(
-                "`progressive_unfreezing_steps` unfreezes the whole model step by step: use it with "
-                f"`transfer_strategy='full'`, not {self.transfer_strategy!r}."
             )
         super().__post_init__()
 

@@ -6,12 +6,10 @@ rows only; the alignment losses compare the pooled source and target features. E
 `DomainAdaptationMixin`, so an existing `Trainer` subclass becomes domain-adaptive by mixing it in.
 """
 
-import copy
 import math
 import os
 from collections import defaultdict
 from functools import partial
-from typing import Any
 
 import datasets
 import torch
@@ -19,20 +17,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import seed_worker
 
 from .domain_adaptation_config import DomainAdaptationConfig
-from .features import capture_head_input, feature_dim, find_classifier_module, pool_features
+from .features import capture_head_input, feature_dim, pool_features
 from .losses import DomainDiscriminator, coral_loss, dann_coefficient, domain_adversarial_loss, mmd_loss
-from .model_card import write_model_card
-from .transfer_strategies import (
-    ProgressiveUnfreezingCallback,
-    freeze_backbone,
-    freeze_lowest_layers,
-    layer_groups,
-    layerwise_learning_rates,
-)
+from .transfer_trainer import TransferLearningMixin
 
 DOMAIN_LABELS_KEY = "domain_labels"
 DISCRIMINATOR_WEIGHTS_NAME = "domain_discriminator.safetensors"
@@ -136,38 +127,25 @@ class _SamplerEpochCallback(TrainerCallback):
             sampler.set_epoch(int(state.epoch or 0))
 
 
-class DomainAdaptationMixin:
+class DomainAdaptationMixin(TransferLearningMixin):
     """Domain adaptation for any `transformers.Trainer` (sub)class.
 
     Usage: `class MyDomainAdaptiveTrainer(DomainAdaptationMixin, MyTrainer): pass`.
 
     Extra keyword arguments: `target_dataset` (unlabeled target-domain rows with the same model-input columns
-    as `train_dataset`; a label column there is ignored) and `peft_config` (wraps the model with PEFT and
-    always trains and saves the classification head). A plain `TrainingArguments` is accepted and upgraded
-    to a `DomainAdaptationConfig` with the default adaptation settings (DANN).
+    as `train_dataset`; a label column there is ignored) and `peft_config` (see `TransferLearningMixin`: the
+    transfer strategies all apply). A plain `TrainingArguments` is accepted and upgraded to a
+    `DomainAdaptationConfig` with the default adaptation settings (DANN).
     """
 
+    config_class = DomainAdaptationConfig
     _tag_names = ["hf_transfer", "domain-adaptation"]
     # compute_loss returns per-batch means; the Trainer divides them by the accumulation steps, which is exact
     # because every micro-batch holds the same number of source and target rows.
     loss_is_scaled_for_ga = False
 
     def __init__(self, model=None, args=None, *trainer_args, target_dataset=None, peft_config=None, **kwargs):
-        # 1. args
-        if args is None:
-            args = DomainAdaptationConfig(output_dir="trainer_output")
-        elif not isinstance(args, DomainAdaptationConfig):
-            if not isinstance(args, TrainingArguments):
-                raise TypeError(f"`args` must be a TrainingArguments or DomainAdaptationConfig, got {type(args)}.")
-            values = {f: getattr(args, f) for f in TrainingArguments.__dataclass_fields__ if f in args.__dict__}
-            args = DomainAdaptationConfig(**{k: v for k, v in values.items() if _is_init_field(k)})
-
-        # 2. model
-        if model is None or isinstance(model, str):
-            raise TypeError(
-                "`model` must be a loaded classification model, e.g. "
-                "`AutoModelForSequenceClassification.from_pretrained(name, num_labels=...)`."
-            )
+        args = self._upgrade_args(args)
         problem_type = getattr(getattr(model, "config", None), "problem_type", None)
         if problem_type not in (None, "single_label_classification"):
             raise ValueError(
@@ -180,37 +158,6 @@ class DomainAdaptationMixin:
                 "least 2 labels: load it with `num_labels=<number of classes>`."
             )
 
-        # 3. PEFT: the classification head always trains and is saved with the adapter
-        uses_strategy = (
-            args.transfer_strategy != "full" or args.layerwise_lr_decay != 1.0 or args.progressive_unfreezing_steps
-        )
-        if peft_config is not None and uses_strategy:
-            raise ValueError(
-                "With `peft_config` only the adapter and the classification head train: `transfer_strategy`, "
-                "`layerwise_lr_decay` and `progressive_unfreezing_steps` apply to fine-tuning without PEFT. "
-                "Leave them at their defaults, or drop `peft_config`."
-            )
-        if peft_config is not None:
-            from peft import get_peft_model
-
-            head_name, _ = find_classifier_module(model, args.classifier_module)
-            peft_config = copy.deepcopy(peft_config)
-            modules_to_save = list(peft_config.modules_to_save or [])
-            if head_name not in modules_to_save:
-                peft_config.modules_to_save = modules_to_save + [head_name]
-            model = get_peft_model(model, peft_config)
-
-        # 4. which pretrained parameters train
-        self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
-        if args.transfer_strategy == "feature_extraction":
-            freeze_backbone(model, self._classifier_name)
-        elif args.transfer_strategy == "freeze_layers":
-            freeze_lowest_layers(model, self._classifier_name, args.num_frozen_layers)
-
-        # 5. the features that are aligned, and the domain discriminator
-        discriminator_input_size = feature_dim(model, self._classifier, args.alignment_features)
-
-        # 6. datasets
         if args.adaptation_loss:
             if target_dataset is None:
                 raise ValueError(
@@ -226,7 +173,8 @@ class DomainAdaptationMixin:
                 "`compute_loss_func` is not supported by DomainAdaptationTrainer: it computes the source "
                 "cross-entropy and the alignment losses itself. Remove `compute_loss_func`."
             )
-        super().__init__(model, args, *trainer_args, **kwargs)
+        super().__init__(model, args, *trainer_args, peft_config=peft_config, **kwargs)
+        discriminator_input_size = feature_dim(self.model, self._classifier, args.alignment_features)
 
         self.domain_discriminator = None
         if "dann" in args.adaptation_loss:
@@ -247,14 +195,11 @@ class DomainAdaptationMixin:
             self.domain_discriminator.to(self.args.device)
             self.add_callback(_ZeroDiscriminatorGradients(self.domain_discriminator))
 
-        # 7. callbacks, metrics, tags
         self.add_callback(_SamplerEpochCallback())
-        if args.progressive_unfreezing_steps:
-            groups = layer_groups(self.model, self._classifier_name)
-            self.add_callback(ProgressiveUnfreezingCallback(groups, args.progressive_unfreezing_steps))
         self._metrics = defaultdict(list)
-        if hasattr(self.model, "add_model_tags"):
-            self.model.add_model_tags(self._tag_names + list(args.adaptation_loss))
+
+    def _model_tags(self) -> list[str]:
+        return list(self._tag_names) + list(self.args.adaptation_loss)
 
     # ---- data -----------------------------------------------------------------------------------------------
 
@@ -317,8 +262,6 @@ class DomainAdaptationMixin:
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, plus one parameter group for the domain discriminator."""
         optimizer = super().create_optimizer(model)
-        if self.args.layerwise_lr_decay != 1.0 and not any("layerwise_lr" in g for g in optimizer.param_groups):
-            self._split_by_layer_learning_rate(optimizer)
         if self.domain_discriminator is not None and not any(
             group.get("name") == "domain_discriminator" for group in optimizer.param_groups
         ):
@@ -337,24 +280,6 @@ class DomainAdaptationMixin:
                 {"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": "domain_discriminator"}
             )
         return optimizer
-
-    def _split_by_layer_learning_rate(self, optimizer) -> None:
-        """Discriminative fine-tuning: split each parameter group by layer group, with the layer's learning rate."""
-        rates = layerwise_learning_rates(
-            self.model, self._classifier_name, self.args.learning_rate, self.args.layerwise_lr_decay
-        )
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        groups = []
-        for group in optimizer.param_groups:
-            by_rate = defaultdict(list)  # one learning rate per layer group (decay < 1 makes them distinct)
-            for param in group["params"]:
-                by_rate[rates[names[id(param)]]].append(param)
-            settings = {key: value for key, value in group.items() if key != "params"}
-            for rate, params in sorted(by_rate.items(), reverse=True):
-                groups.append({**settings, "params": params, "lr": rate, "layerwise_lr": True})
-        optimizer.param_groups = []
-        for group in groups:
-            optimizer.add_param_group(group)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -455,34 +380,6 @@ class DomainAdaptationMixin:
                 )
             self.domain_discriminator.load_state_dict(load_file(path, device=str(self.args.device)))
         super()._load_optimizer_and_scheduler(checkpoint)
-
-    def save_merged_model(self, output_dir: str) -> None:
-        """Save a PEFT-trained model with its adapter merged into the base weights (`merge_and_unload`).
-
-        The result is a stock transformers checkpoint (plus the tokenizer / processor) that loads without PEFT and
-        gives the adapter model's logits. The trainer's own model is left as it was (a copy is merged).
-        """
-        model = self.accelerator.unwrap_model(self.model)
-        if not hasattr(model, "merge_and_unload"):
-            raise ValueError(
-                "`save_merged_model` needs a model trained with a `peft_config`; use `save_model` instead."
-            )
-        if not self.args.should_save:
-            return
-        merged = copy.deepcopy(model).merge_and_unload()
-        merged.save_pretrained(output_dir)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
-        """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`)."""
-        if not self.is_world_process_zero():
-            return
-        write_model_card(self, model_name=model_name, **kwargs)
-
-
-def _is_init_field(name: str) -> bool:
-    return DomainAdaptationConfig.__dataclass_fields__[name].init
 
 
 class DomainAdaptationTrainer(DomainAdaptationMixin, Trainer):

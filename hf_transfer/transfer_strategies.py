@@ -8,6 +8,8 @@ The blocks are the longest `nn.ModuleList` of modules of one class (`bert.encode
 `resnet.encoder.stages`).
 """
 
+import copy
+import inspect
 from dataclasses import dataclass
 
 from torch import nn
@@ -151,3 +153,81 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.apply(model, len(self.groups) * self.unfreeze_every_steps)  # leave the model fully trainable
+
+
+def default_target_modules(model: nn.Module) -> list[str]:
+    """Every linear and convolution layer inside the repeated blocks, by full module name.
+
+    The adapter default for architectures PEFT has no mapping for (ViT, ResNet, …): the attention and MLP
+    projections of a transformer, the convolutions of a ResNet stage; never the embeddings or the head.
+    """
+    blocks_name, _ = find_blocks(model)
+    adaptable = (nn.Linear, nn.Conv1d, nn.Conv2d)
+    names = [
+        name
+        for name, module in model.named_modules()
+        if name.startswith(blocks_name + ".") and isinstance(module, adaptable)
+    ]
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no linear or convolution layer inside {blocks_name}: name the modules "
+            "to adapt with `peft_target_modules`."
+        )
+    return names
+
+
+def build_peft_config(args, model: nn.Module, classifier_name: str):
+    """The PEFT config of a `TransferConfig` with an adapter strategy; the head is always in `modules_to_save`."""
+    import peft
+    from peft.utils import constants
+
+    from .transfer_config import read_peft_config_file
+
+    strategy = args.transfer_strategy
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    task_type = "SEQ_CLS" if "input_ids" in inspect.signature(model.forward).parameters else None
+    if strategy == "peft":
+        values = read_peft_config_file(args.peft_config_file)
+        values.setdefault("task_type", task_type)
+        try:
+            config = peft.get_peft_config(values)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"`peft_config_file` {args.peft_config_file!r} is not a valid PEFT config: {error}")
+    else:
+        mapping = {
+            "lora": constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
+            "dora": constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
+            "ia3": constants.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+            "loha": constants.TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING,
+            "lokr": constants.TRANSFORMERS_MODELS_TO_LOKR_TARGET_MODULES_MAPPING,
+        }[strategy]
+        target_modules = args.peft_target_modules
+        known_architecture = mapping.get(model_type) is not None
+        if target_modules is None and not known_architecture:
+            target_modules = default_target_modules(model)
+        common = {"task_type": task_type, "target_modules": target_modules}
+        if strategy in ("lora", "dora"):
+            config = peft.LoraConfig(
+                r=args.lora_r,
+                lora_alpha=args.lora_alpha,
+                lora_dropout=args.lora_dropout,
+                use_dora=strategy == "dora",
+                **common,
+            )
+        elif strategy == "ia3":
+            feedforward = None if known_architecture and args.peft_target_modules is None else []
+            config = peft.IA3Config(feedforward_modules=feedforward, **common)
+        elif strategy == "loha":
+            config = peft.LoHaConfig(r=args.lora_r, alpha=args.lora_alpha, rank_dropout=args.lora_dropout, **common)
+        else:
+            config = peft.LoKrConfig(r=args.lora_r, alpha=args.lora_alpha, rank_dropout=args.lora_dropout, **common)
+    return with_head_saved(config, classifier_name)
+
+
+def with_head_saved(peft_config, classifier_name: str):
+    """A copy of `peft_config` whose `modules_to_save` includes the classification head."""
+    peft_config = copy.deepcopy(peft_config)
+    modules_to_save = list(getattr(peft_config, "modules_to_save", None) or [])
+    if classifier_name not in modules_to_save:
+        peft_config.modules_to_save = modules_to_save + [classifier_name]
+    return peft_config

@@ -82,8 +82,8 @@ def test_main_source_only_with_lora_from_a_yaml_file_and_local_files(tmp_path, t
     config = {
         "model_name_or_path": str(tiny_model_dir),
         "output_dir": str(out),
-        "use_peft": True,
-        "lora_target_modules": ["query", "value"],
+        "transfer_strategy": "lora",
+        "peft_target_modules": ["query", "value"],
         "adaptation_loss": [],
         "source_dataset": str(source_file),
         "target_dataset": str(target_file),

@@ -428,5 +428,5 @@ def test_lora_merged_export_reloads_with_identical_logits_without_peft(tmp_path,
 
 def test_save_merged_model_without_peft_is_a_clear_error(tmp_path, text_domains, tokenizer):
     trainer = make_trainer(tmp_path, text_domains, tokenizer)
-    with pytest.raises(ValueError, match="needs a model trained with a `peft_config`"):
+    with pytest.raises(ValueError, match="needs a model trained with a PEFT adapter"):
         trainer.save_merged_model(str(tmp_path / "merged"))

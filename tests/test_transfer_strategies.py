@@ -181,7 +181,12 @@ def test_progressive_unfreezing_unfreezes_one_group_every_k_steps_and_the_optimi
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"transfer_strategy": "lora"}, "`transfer_strategy` must be one of"),
+        ({"transfer_strategy": "prompt_tuning"}, "`transfer_strategy` must be one of"),
+        ({"transfer_strategy": "peft"}, "needs `peft_config_file`"),
+        ({"peft_config_file": "adapter_config.json"}, "only read with `transfer_strategy='peft'`"),
+        ({"transfer_strategy": "peft", "peft_config_file": "missing.json"}, "does not exist"),
+        ({"transfer_strategy": "lora", "layerwise_lr_decay": 0.9}, "leave it at 1.0"),
+        ({"transfer_strategy": "lora", "lora_r": 0}, "`lora_r` must be >= 1"),
         ({"transfer_strategy": "freeze_layers"}, "needs `num_frozen_layers` >= 1"),
         ({"num_frozen_layers": 2}, "only used with `transfer_strategy='freeze_layers'`"),
         ({"layerwise_lr_decay": 0.0}, "`layerwise_lr_decay` must be in (0, 1]"),

@@ -5,6 +5,7 @@ import os
 import datasets
 
 from .amazon_reviews import AMAZON_DOMAINS, load_amazon_reviews
+from .digits import DIGIT_SPLITS, load_digits
 
 _FILE_BUILDERS = {
     ".json": "json",
@@ -21,6 +22,7 @@ def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> dat
 
     - `"amazon:<domain>"`: the bundled Amazon reviews (`books`, `dvd`, `electronics`, `kitchen`), splits
       `train`, `validation`, `unlabeled`, `test`.
+    - `"digits:usps"`, `"digits:mnist"`: the bundled digits (USPS `train`, `test`; MNIST `unlabeled`, `test`).
     - a local file (`.json`, `.jsonl`, `.csv`, `.tsv`, `.parquet`, `.txt`, optionally `.gz`): the whole file
       (`split` does not apply to a single file).
     - a local folder: `datasets.load_dataset(folder, split=split)` (a folder saved with `save_to_disk` is read
@@ -36,6 +38,16 @@ def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> dat
                 f"`{argument}`={spec!r}: the bundled Amazon domains are {[f'amazon:{d}' for d in AMAZON_DOMAINS]}."
             )
         return load_amazon_reviews(domain, split)
+    if spec.startswith("digits:"):
+        name = spec.split(":", 1)[1]
+        if name not in DIGIT_SPLITS:
+            raise ValueError(f"`{argument}`={spec!r}: the bundled digits are {[f'digits:{d}' for d in DIGIT_SPLITS]}.")
+        if split not in DIGIT_SPLITS[name]:
+            raise ValueError(
+                f"`{argument}`={spec!r} has the splits {list(DIGIT_SPLITS[name])}, not {split!r}: set the split "
+                "argument to one of them."
+            )
+        return load_digits(name, split)
     if os.path.isfile(spec):
         name = spec[:-3] if spec.endswith(".gz") else spec
         extension = os.path.splitext(name)[1].lower()

