@@ -108,17 +108,24 @@ def write_model_card(
         )
 
     peft_config = getattr(model, "peft_config", None)
+    auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
     if peft_config:
         config = next(iter(peft_config.values()))
         strategy = (
-            f"{config.peft_type.value} (r={getattr(config, 'r', '-')}, alpha={getattr(config, 'lora_alpha', '-')}, "
-            f"target_modules={sorted(config.target_modules) if config.target_modules else '-'}, "
-            f"modules_to_save={config.modules_to_save})"
+            f"{config.peft_type.value} adapter ({_describe_peft_config(config)}); the classification head trained"
         )
-        usage = (
-            "from peft import AutoPeftModelForSequenceClassification\n\n"
-            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")'
-        )
+        if is_image:
+            usage = (
+                f"from peft import PeftModel\nfrom transformers import {auto_class}\n\n"
+                f'base = {auto_class}.from_pretrained("{base_model}", num_labels={base.config.num_labels}, '
+                "ignore_mismatched_sizes=True)\n"
+                f'model = PeftModel.from_pretrained(base, "{model_name}")'
+            )
+        else:
+            usage = (
+                "from peft import AutoPeftModelForSequenceClassification\n\n"
+                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")'
+            )
     else:
         strategy = {
             "full": "full fine-tuning (all parameters trained)",
@@ -132,16 +139,20 @@ def write_model_card(
                 f"; gradual unfreezing, one more layer group every {args.progressive_unfreezing_steps} steps "
                 "(ULMFiT, Howard & Ruder, 2018)"
             )
-        auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
         usage = f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{model_name}")'
 
-    hyperparameters = [
-        ("adaptation_loss", losses or "none (source-only)"),
-        ("adaptation_loss_weights", getattr(args, "adaptation_loss_weights", None)),
+    adapting = hasattr(args, "adaptation_loss")  # a DomainAdaptationConfig (source-only included)
+    hyperparameters = []
+    if adapting:
+        hyperparameters += [
+            ("adaptation_loss", losses or "none (source-only)"),
+            ("adaptation_loss_weights", args.adaptation_loss_weights),
+        ]
+    hyperparameters += [
         ("max_steps", trainer.state.max_steps),
         ("per_device_train_batch_size", args.per_device_train_batch_size),
-        ("target_batch_fraction", getattr(args, "target_batch_fraction", None) if losses else "-"),
         ("gradient_accumulation_steps", args.gradient_accumulation_steps),
+        ("world_size (processes)", args.world_size),
         ("learning_rate", args.learning_rate),
         (
             "lr_scheduler_type",
@@ -151,6 +162,8 @@ def write_model_card(
         ("weight_decay", args.weight_decay),
         ("seed", args.seed),
     ]
+    if adapting and losses:
+        hyperparameters.insert(4, ("target_batch_fraction", args.target_batch_fraction))
     if "dann" in losses:
         hyperparameters += [
             ("dann_schedule", f"{args.dann_schedule} (gamma={args.dann_gamma}, max={args.dann_max_coefficient})"),
@@ -171,18 +184,28 @@ def write_model_card(
     card_data = ModelCardData(
         library_name="transformers",
         base_model=base_model if base_model_on_hub else None,
-        tags=sorted(set(["hf_transfer", "domain-adaptation"] + losses)),
+        tags=sorted(set(["hf_transfer", "domain-adaptation" if adapting else "transfer-learning"] + losses)),
         datasets=[d for d in (source_dataset, target_dataset) if d and _is_hub_id(d)] or None,
         pipeline_tag=task,
         model_name=model_name,
         eval_results=eval_results or None,
     )
     methods = [dict(zip(("name", "description", "citation"), METHODS[name])) for name in losses]
-    method_sentence = (
-        "using " + " + ".join(METHODS[n][0] for n in losses) + " to align source and target features."
-        if losses
-        else "as a source-only baseline (no alignment loss)."
-    )
+    if losses:
+        method_sentence = "using " + " + ".join(METHODS[n][0] for n in losses) + " to align source and target features."
+    elif adapting:
+        method_sentence = "as a source-only baseline (no alignment loss)."
+    else:
+        method_sentence = "by supervised fine-tuning on the labeled data below."
+    pretrained = base_model != "not recorded"
+    if pretrained:
+        origin = "a fine-tuned version of " + (
+            f"[{base_model}](https://huggingface.co/{base_model})" if base_model_on_hub else base_model
+        )
+    else:
+        origin = (
+            f"a {base.config.model_type} classifier trained from scratch (random initialisation, no pretrained weights)"
+        )
     import transformers
 
     versions = [
@@ -195,11 +218,12 @@ def write_model_card(
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
-        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if base_model_on_hub else base_model,
+        origin=origin,
         task_description=task.replace("-", " "),
         method_sentence=method_sentence,
         source_dataset=describe_source(source_dataset),
-        target_dataset=describe_source(target_dataset),
+        target_dataset=describe_source(target_dataset) if target_dataset else None,
+        source_label="Source domain (labeled)" if adapting else "Training data (labeled)",
         strategy=strategy,
         results_table=results_table,
         methods=methods,
@@ -207,12 +231,30 @@ def write_model_card(
         training_time=training_time,
         hardware=_hardware(args.device),
         usage=usage,
+        adapting=adapting,
         versions=versions,
     )
     path = Path(output_dir or args.output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
     return str(path)
+
+
+def _describe_peft_config(config) -> str:
+    """The fields of a PEFT config that say what was trained, with long module lists summarised."""
+    parts = []
+    for name in ("r", "lora_alpha", "alpha", "lora_dropout", "rank_dropout", "use_dora"):
+        value = getattr(config, name, None)
+        if value not in (None, False) and not (name == "use_dora" and value is False):
+            parts.append(f"{name}={value}")
+    targets = config.target_modules
+    if isinstance(targets, (set, list, tuple)) and len(targets) > 8:
+        leaves = sorted({str(t).rsplit(".", 1)[-1] for t in targets})
+        parts.append(f"target_modules: {len(targets)} modules named {leaves}")
+    elif targets:
+        parts.append(f"target_modules={sorted(targets) if not isinstance(targets, str) else targets}")
+    parts.append(f"modules_to_save={config.modules_to_save}")
+    return ", ".join(parts)
 
 
 def _package_version() -> str:

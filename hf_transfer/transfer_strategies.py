@@ -231,3 +231,25 @@ def with_head_saved(peft_config, classifier_name: str):
     if classifier_name not in modules_to_save:
         peft_config.modules_to_save = modules_to_save + [classifier_name]
     return peft_config
+
+
+def keep_frozen_batch_norm_in_eval_mode(model: nn.Module) -> list:
+    """Frozen BatchNorm layers run in inference mode in training too: their running statistics stay as loaded.
+
+    A BatchNorm layer whose weight and bias are frozen (feature extraction, frozen layers, a PEFT adapter, a group
+    that gradual unfreezing has not reached yet) would otherwise still update its running mean and variance in
+    training mode, so a "frozen" backbone would change, and an adapter saved without those buffers would no
+    longer reproduce the trained model. This is Keras' rule for non-trainable BatchNorm layers. The check runs at
+    every forward pass, so a layer that is unfrozen later trains normally from then on. Returns the hook handles.
+    """
+
+    def hook(module, args):
+        parameters = list(module.parameters(recurse=False))
+        if module.training and parameters and not any(p.requires_grad for p in parameters):
+            module.training = False
+
+    return [
+        module.register_forward_pre_hook(hook)
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+    ]

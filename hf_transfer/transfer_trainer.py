@@ -19,6 +19,7 @@ from .transfer_strategies import (
     build_peft_config,
     freeze_backbone,
     freeze_lowest_layers,
+    keep_frozen_batch_norm_in_eval_mode,
     layer_groups,
     layerwise_learning_rates,
     with_head_saved,
@@ -73,6 +74,7 @@ class TransferLearningMixin:
             freeze_backbone(model, self._classifier_name)
         elif args.transfer_strategy == "freeze_layers":
             freeze_lowest_layers(model, self._classifier_name, args.num_frozen_layers)
+        keep_frozen_batch_norm_in_eval_mode(model)
 
         super().__init__(model, args, *trainer_args, **kwargs)
 

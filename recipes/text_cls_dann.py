@@ -22,11 +22,10 @@ Other runs:
 includes the transfer strategies: `--transfer_strategy lora|dora|ia3|feature_extraction|freeze_layers ...`).
 """
 
-import logging
 import os
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import set_seed
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
@@ -37,12 +36,11 @@ from hf_transfer.recipe_utils import (
     finish_run,
     label_names_of,
     load_split,
+    load_text_classifier,
     parse_recipe_args,
-    resolve_text_model,
     setup_logging,
+    text_tokenizer_function,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -124,21 +122,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     label_names = label_names_of(source, data_args.label_column)
 
     set_seed(seed)  # the new classification head is initialised from the seed
-    model_path, model_card_name = resolve_text_model(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name or model_path, trust_remote_code=model_args.trust_remote_code
+    model, tokenizer, model_card_name = load_text_classifier(model_args, label_names)
+    tokenize = text_tokenizer_function(
+        tokenizer, data_args.text_column, data_args.text_pair_column, data_args.max_length
     )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
-        trust_remote_code=model_args.trust_remote_code,
-    )
-
-    def tokenize(batch):
-        pair = batch[data_args.text_pair_column] if data_args.text_pair_column else None
-        return tokenizer(batch[data_args.text_column], pair, truncation=True, max_length=data_args.max_length)
 
     def prepare(dataset, argument):
         return encode_labels(dataset, argument, data_args.label_column, label_names).map(tokenize, batched=True)

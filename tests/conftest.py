@@ -4,7 +4,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never touch the network; set before transformers is imported
 
+import importlib.util  # noqa: E402
 import random  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
@@ -87,6 +89,15 @@ def tiny_bert(seed: int = 0, num_labels: int = 2) -> BertForSequenceClassificati
     return BertForSequenceClassification(config)
 
 
+@pytest.fixture
+def tiny_model_dir(tmp_path, tokenizer):
+    """A tiny BERT classifier and its tokenizer saved like a Hub checkpoint, for `--model_name_or_path`."""
+    path = tmp_path / "tiny-bert"
+    tiny_bert().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 # Tiny image classifiers: 2 blocks each, 3 labels, 16×16 RGB input.
 TINY_VISION_CONFIGS = {
     "vit": ViTConfig(
@@ -108,3 +119,14 @@ def make_images(n, shift, seed):
     labels = np.arange(n) % 3
     pixels = rng.normal(size=(n, 3, 16, 16)).astype("float32") + labels[:, None, None, None] + shift
     return datasets.Dataset.from_dict({"pixel_values": pixels, "label": labels}).with_format("torch")
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def load_recipe(name: str):
+    """A recipe script (`recipes/<name>.py`) as a module, so tests call its `main(argv)`."""
+    spec = importlib.util.spec_from_file_location(name, RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

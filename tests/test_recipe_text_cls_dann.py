@@ -1,28 +1,13 @@
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_bert
-
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "text_cls_dann.py"
+from conftest import load_recipe as load_any_recipe
 
 
 def load_recipe():
-    spec = importlib.util.spec_from_file_location("text_cls_dann", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path, tokenizer):
-    path = tmp_path / "tiny-bert"
-    tiny_bert().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return load_any_recipe("text_cls_dann")
 
 
 QUICK = [

@@ -232,3 +232,43 @@ def test_the_model_card_states_the_strategy(tmp_path, text_domains, tokenizer):
     trainer.create_model_card()
     card = (tmp_path / "out" / "README.md").read_text()
     assert "embeddings and the lowest 1 blocks frozen; layer-wise learning-rate decay 0.8" in card
+
+
+@pytest.mark.parametrize("strategy", [{"transfer_strategy": "feature_extraction"}, {"transfer_strategy": "lora"}])
+def test_frozen_batch_norm_keeps_its_running_statistics(tmp_path, strategy):
+    from conftest import make_images
+    from transformers import default_data_collator
+
+    from hf_transfer import TransferConfig, TransferTrainer
+
+    torch.manual_seed(0)
+    model = AutoModelForImageClassification.from_config(CONFIGS["resnet"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    args = TransferConfig(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=8, report_to="none", use_cpu=True, **strategy
+    )
+    trainer = TransferTrainer(
+        model=model, args=args, train_dataset=make_images(16, 3.0, 0), data_collator=default_data_collator
+    )
+    trainer.train()
+    base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    after = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items() if "lora_" not in k}
+    backbone = [k for k in before if not k.startswith("classifier.")]
+    assert any("running_mean" in k for k in backbone)
+    assert all(torch.equal(after[k], before[k]) for k in backbone)  # weights and BatchNorm statistics alike
+
+
+def test_trainable_batch_norm_still_updates_its_statistics(tmp_path):
+    from conftest import make_images
+    from transformers import default_data_collator
+
+    from hf_transfer import TransferConfig, TransferTrainer
+
+    torch.manual_seed(0)
+    model = AutoModelForImageClassification.from_config(CONFIGS["resnet"])
+    before = model.resnet.embedder.embedder.normalization.running_mean.clone()
+    args = TransferConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, report_to="none")
+    TransferTrainer(
+        model=model, args=args, train_dataset=make_images(16, 3.0, 0), data_collator=default_data_collator
+    ).train()
+    assert not torch.equal(model.resnet.embedder.embedder.normalization.running_mean, before)
