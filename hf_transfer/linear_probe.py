@@ -38,13 +38,15 @@ def extract_features(
     """
     _, classifier = find_classifier_module(model, classifier_module)
     accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_COLUMNS)
-    dataset = dataset.remove_columns([c for c in dataset.column_names if c not in accepted])
+    if dataset.format.get("type") != "custom":  # a `set_transform` dataset makes its model inputs on the fly
+        dataset = dataset.remove_columns([c for c in dataset.column_names if c not in accepted])
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=data_collator or default_data_collator)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     features, labels = [], []
     for batch in loader:
+        batch = {k: v for k, v in batch.items() if k in accepted}
         batch_labels = next((batch.pop(c) for c in LABEL_COLUMNS if c in batch), None)
         if batch_labels is not None:
             labels.append(batch_labels.cpu().numpy())

@@ -18,16 +18,18 @@ Other runs (the pretrained ones need the network):
     accelerate launch recipes/image_cls_finetune.py --model_name_or_path google/vit-base-patch16-224-in21k \\
         --dataset beans --validation_split validation --test_dataset beans --test_split test
 
-Images go through the model's image processor with `set_transform`; grayscale images become 3 channels and the
-processor resizes them. `python recipes/image_cls_finetune.py --help` lists every argument.
+`--linear_probe true` first fits a logistic regression on the (pretrained) model's frozen features, reported as
+`probe_<set>_accuracy`. Images go through the model's image processor with `set_transform`; grayscale images
+become 3 channels and the processor resizes them. `python recipes/image_cls_finetune.py --help` lists every argument.
 """
 
+import logging
 import os
 from dataclasses import dataclass, field
 
 from transformers import default_data_collator, set_seed
 
-from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics
+from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics, linear_probe
 from hf_transfer.recipe_utils import (
     ImageModelArguments,
     check_columns,
@@ -41,6 +43,8 @@ from hf_transfer.recipe_utils import (
     prepare_image_dataset,
     setup_logging,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +66,13 @@ class DataArguments:
     label_column: str = field(default="label", metadata={"help": "Column with the labels."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
+    linear_probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
+            "features of the training rows) and report probe_<set>_accuracy: the baseline that takes seconds."
+        },
+    )
     merge_adapter: bool = field(
         default=False,
         metadata={"help": "With a PEFT strategy, also save the adapter merged into the base in <output_dir>/merged."},
@@ -130,6 +141,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if dataset is not None
         }
 
+    probe_metrics = {}
+    if data_args.linear_probe and eval_sets:
+        probe = linear_probe(model, train, eval_sets, data_collator=default_data_collator)
+        probe_metrics = {f"probe_{name}": value for name, value in probe.items()}
+        logger.info("linear probe on the pretrained features: %s", probe_metrics)
+
     trainer = TransferTrainer(
         model=model,
         args=training_args,
@@ -156,6 +173,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if first_eval
         else "trained (no evaluation set)",
     )
+    if probe_metrics:
+        metrics.update(probe_metrics)
+        trainer.save_metrics("all", metrics)
     if data_args.merge_adapter:
         trainer.save_merged_model(os.path.join(training_args.output_dir, "merged"))
     return metrics

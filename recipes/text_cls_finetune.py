@@ -18,16 +18,18 @@ Other runs:
         --dataset imdb --validation_split none --test_dataset imdb --test_split test
     accelerate launch recipes/text_cls_finetune.py recipes/configs/text_cls_finetune.yaml  # every argument from a file
 
-For a baseline in seconds, `hf_transfer.linear_probe` fits a logistic regression on frozen features.
+`--linear_probe true` first fits the baseline that takes seconds: a logistic regression on the pretrained model's
+frozen features (`hf_transfer.linear_probe`), reported as `probe_<set>_accuracy` next to the fine-tuned results.
 `python recipes/text_cls_finetune.py --help` lists every argument (model, data, and `TransferConfig`).
 """
 
+import logging
 import os
 from dataclasses import dataclass, field
 
-from transformers import set_seed
+from transformers import DataCollatorWithPadding, set_seed
 
-from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics
+from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics, linear_probe
 from hf_transfer.recipe_utils import (
     TextModelArguments,
     check_columns,
@@ -41,6 +43,8 @@ from hf_transfer.recipe_utils import (
     setup_logging,
     text_tokenizer_function,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,6 +69,13 @@ class DataArguments:
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer ones are truncated)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
+    linear_probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
+            "features of the training rows) and report probe_<set>_accuracy: the baseline that takes seconds."
+        },
+    )
     merge_adapter: bool = field(
         default=False,
         metadata={"help": "With a PEFT strategy, also save the adapter merged into the base in <output_dir>/merged."},
@@ -131,6 +142,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if dataset is not None
         }
 
+    probe_metrics = {}
+    if data_args.linear_probe and eval_sets:
+        probe = linear_probe(model, train, eval_sets, data_collator=DataCollatorWithPadding(tokenizer))
+        probe_metrics = {f"probe_{name}": value for name, value in probe.items()}
+        logger.info("linear probe on the pretrained features: %s", probe_metrics)
+
     trainer = TransferTrainer(
         model=model,
         args=training_args,
@@ -155,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if first_eval
         else "trained (no evaluation set)",
     )
+    if probe_metrics:
+        metrics.update(probe_metrics)
+        trainer.save_metrics("all", metrics)
     if data_args.merge_adapter:
         trainer.save_merged_model(os.path.join(training_args.output_dir, "merged"))
     return metrics

@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py under `torchrun --nproc_per_node 2` (gloo, CPU); not a test module itself.
 
-Trains a tiny model with DANN + MMD for a few steps, then checks on every rank that the model and the domain
-discriminator are identical across ranks and that every per-process batch held both domains.
+Trains a tiny model with DANN + MMD for a few steps (mode `dann_mmd`), or with DANN and gradual unfreezing (mode
+`progressive_unfreezing`), then checks on every rank that the model and the domain discriminator are identical
+across ranks and that every per-process batch held both domains.
 """
 
 import os
@@ -20,13 +21,14 @@ from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa:
 from hf_transfer.domain_adaptation_trainer import DOMAIN_LABELS_KEY  # noqa: E402
 
 
-def main(output_dir: str, vocab_file: str) -> None:
+def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
     args = DomainAdaptationConfig(
         output_dir=output_dir,
-        adaptation_loss=["dann", "mmd"],
+        adaptation_loss=["dann", "mmd"] if mode == "dann_mmd" else ["dann"],
+        progressive_unfreezing_steps=1 if mode == "progressive_unfreezing" else 0,
         max_steps=3,
         per_device_train_batch_size=8,
         learning_rate=1e-3,
@@ -45,7 +47,12 @@ def main(output_dir: str, vocab_file: str) -> None:
     assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
     for batch in trainer.get_train_dataloader():
         assert batch[DOMAIN_LABELS_KEY].tolist() == [0, 0, 0, 0, 1, 1, 1, 1], batch[DOMAIN_LABELS_KEY]
+    initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, initial[n.removeprefix("module.")])}
+    # rank 0's initial weights are the ones DDP broadcasts (each rank built its model from its own seed)
+    if mode == "progressive_unfreezing" and os.environ["RANK"] == "0":  # steps: head, + block_1, + block_0
+        assert not any("embeddings" in n for n in moved) and any("encoder.layer.0." in n for n in moved), moved
 
     for name, module in (("model", trainer.model), ("discriminator", trainer.domain_discriminator)):
         flat = torch.cat([p.detach().flatten() for p in module.parameters()])
@@ -61,4 +68,4 @@ def main(output_dir: str, vocab_file: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

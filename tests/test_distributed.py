@@ -5,12 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import NEGATIVE, POSITIVE, SOURCE_TOPIC, SPECIAL, TARGET_TOPIC
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 
 
-def test_two_process_training_keeps_model_and_discriminator_identical_across_ranks(tmp_path):
+@pytest.mark.parametrize("mode", ["dann_mmd", "progressive_unfreezing"])
+def test_two_process_training_keeps_model_and_discriminator_identical_across_ranks(tmp_path, mode):
     vocab_file = tmp_path / "vocab.txt"
     vocab_file.write_text("\n".join(SPECIAL + POSITIVE + NEGATIVE + SOURCE_TOPIC + TARGET_TOPIC) + "\n")
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -25,6 +27,7 @@ def test_two_process_training_keeps_model_and_discriminator_identical_across_ran
             str(WORKER),
             str(tmp_path / "out"),
             str(vocab_file),
+            mode,
         ],
         env=env,
         capture_output=True,

@@ -53,7 +53,9 @@ def test_text_finetune_freeze_layers_trains_only_the_unfrozen_layers(tmp_path, t
     out = tmp_path / "run"
     argv = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *QUICK_TEXT]
     argv += ["--transfer_strategy", "freeze_layers", "--num_frozen_layers", "1", "--learning_rate", "1e-2"]
-    load_recipe("text_cls_finetune").main(argv)
+    metrics = load_recipe("text_cls_finetune").main(argv + ["--linear_probe", "true"])
+    assert {"probe_validation_accuracy", "probe_test_accuracy", "probe_test_macro_f1"} <= set(metrics)
+    assert json.loads((out / "all_results.json").read_text())["probe_test_accuracy"] == metrics["probe_test_accuracy"]
     before = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).state_dict()
     after = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -171,7 +173,10 @@ def test_image_recipe_converts_any_image_mode_and_size(tmp_path):
             "4",
             "--use_cpu",
             "true",
+            "--linear_probe",
+            "true",
         ]
     )
     assert 0.0 <= metrics["eval_validation_accuracy"] <= 1.0
+    assert 0.0 <= metrics["probe_validation_accuracy"] <= 1.0  # the probe reads set_transform'ed images too
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "cat", "1": "dog"}
