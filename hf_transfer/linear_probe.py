@@ -1,6 +1,6 @@
 """A linear probe: logistic regression (scikit-learn) on the frozen features a classifier's head would see.
 
-The cheapest transfer baseline: no gradient step through the backbone, seconds on a CPU. It tells how much a
+The cheapest transfer baseline: one forward pass, no gradient step through the backbone. It tells how much a
 pretrained representation already separates the classes, before any fine-tuning or adaptation.
 """
 
@@ -29,13 +29,20 @@ def extract_features(
     data_collator=None,
     batch_size: int = 64,
     classifier_module: str | None = None,
+    features: str = "head_input",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The pooled input of the classification head for every row: `(features (N, D), labels (N,) or None)`.
+    """One feature vector per row: `(features (N, D), labels (N,) or None)`.
+
+    `features="head_input"` is what the classification head receives (BERT's pooled output, ViT's [CLS] token,
+    ResNet's pooled map); `"cls_token"` and `"mean_pooling"` pool the last hidden state instead, which suits
+    encoders trained for mean-pooled embeddings (sentence-transformers), whose pooler played no part in training.
 
     `dataset` holds model inputs (e.g. tokenized text or `pixel_values`); other columns are dropped. The model runs
     in eval mode on its own device; `data_collator` defaults to `default_data_collator` (pass a
     `DataCollatorWithPadding` for text of different lengths).
     """
+    if features not in ("head_input", "cls_token", "mean_pooling"):
+        raise ValueError(f"`features` must be 'head_input', 'cls_token' or 'mean_pooling', got {features!r}.")
     _, classifier = find_classifier_module(model, classifier_module)
     accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_COLUMNS)
     if dataset.format.get("type") != "custom":  # a `set_transform` dataset makes its model inputs on the fly
@@ -44,17 +51,23 @@ def extract_features(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    features, labels = [], []
+    vectors, labels = [], []
     for batch in loader:
         batch = {k: v for k, v in batch.items() if k in accepted}
         batch_labels = next((batch.pop(c) for c in LABEL_COLUMNS if c in batch), None)
         if batch_labels is not None:
             labels.append(batch_labels.cpu().numpy())
-        with capture_head_input(classifier) as captured:
-            model(**{k: v.to(device) for k, v in batch.items()})
-        features.append(pool_features(captured["features"], None, "head_input").float().cpu().numpy())
+        batch = {k: v.to(device) for k, v in batch.items()}
+        if features == "head_input":
+            with capture_head_input(classifier) as captured:
+                model(**batch)
+            pooled = pool_features(captured["features"], None, "head_input")
+        else:
+            hidden = model(**batch, output_hidden_states=True)["hidden_states"][-1]
+            pooled = pool_features(hidden, batch.get("attention_mask"), features)
+        vectors.append(pooled.float().cpu().numpy())
     model.train(was_training)
-    return np.concatenate(features), (np.concatenate(labels) if labels else None)
+    return np.concatenate(vectors), (np.concatenate(labels) if labels else None)
 
 
 def linear_probe(
@@ -66,20 +79,25 @@ def linear_probe(
     regularization: float = 1.0,
     max_iter: int = 2000,
     classifier_module: str | None = None,
+    features: str = "head_input",
 ) -> dict[str, float]:
     """Fit a logistic regression on `train_dataset`'s features; return `<name>_accuracy` / `<name>_macro_f1`.
 
     Features are standardised (mean 0, variance 1 on the training rows); `regularization` is scikit-learn's `C`
-    (inverse L2 strength). Every dataset needs a `label` (or `labels`) column.
+    (inverse L2 strength); `features` as in `extract_features`. Every dataset needs a `label` (or `labels`) column.
     """
-    train_features, train_labels = extract_features(model, train_dataset, data_collator, batch_size, classifier_module)
+    train_features, train_labels = extract_features(
+        model, train_dataset, data_collator, batch_size, classifier_module, features
+    )
     if train_labels is None:
         raise ValueError("`train_dataset` has no `label` or `labels` column: the linear probe needs labeled rows.")
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=max_iter))
     probe.fit(train_features, train_labels)
     results = {}
     for name, dataset in eval_datasets.items():
-        eval_features, eval_labels = extract_features(model, dataset, data_collator, batch_size, classifier_module)
+        eval_features, eval_labels = extract_features(
+            model, dataset, data_collator, batch_size, classifier_module, features
+        )
         if eval_labels is None:
             raise ValueError(f"`eval_datasets[{name!r}]` has no `label` or `labels` column.")
         predictions = probe.predict(eval_features)

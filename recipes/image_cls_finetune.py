@@ -25,6 +25,7 @@ become 3 channels and the processor resizes them. `python recipes/image_cls_fine
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 from transformers import default_data_collator, set_seed
@@ -70,7 +71,15 @@ class DataArguments:
         default=False,
         metadata={
             "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
-            "features of the training rows) and report probe_<set>_accuracy: the baseline that takes seconds."
+            "features of the training rows) and report probe_<set>_accuracy: the cheapest baseline (one forward pass)."
+        },
+    )
+    linear_probe_features: str = field(
+        default="head_input",
+        metadata={
+            "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
+            "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
+            "choices": ["head_input", "cls_token", "mean_pooling"],
         },
     )
     merge_adapter: bool = field(
@@ -143,8 +152,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     probe_metrics = {}
     if data_args.linear_probe and eval_sets:
-        probe = linear_probe(model, train, eval_sets, data_collator=default_data_collator)
+        start = time.perf_counter()
+        probe = linear_probe(
+            model,
+            train,
+            eval_sets,
+            data_collator=default_data_collator,
+            features=data_args.linear_probe_features,
+        )
         probe_metrics = {f"probe_{name}": value for name, value in probe.items()}
+        probe_metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
         logger.info("linear probe on the pretrained features: %s", probe_metrics)
 
     trainer = TransferTrainer(

@@ -18,13 +18,15 @@ Other runs:
         --dataset imdb --validation_split none --test_dataset imdb --test_split test
     accelerate launch recipes/text_cls_finetune.py recipes/configs/text_cls_finetune.yaml  # every argument from a file
 
-`--linear_probe true` first fits the baseline that takes seconds: a logistic regression on the pretrained model's
-frozen features (`hf_transfer.linear_probe`), reported as `probe_<set>_accuracy` next to the fine-tuned results.
+`--linear_probe true` first fits the cheapest baseline (one forward pass): a logistic regression on the pretrained
+model's frozen features (`hf_transfer.linear_probe`), reported as `probe_<set>_accuracy` next to the fine-tuned
+results.
 `python recipes/text_cls_finetune.py --help` lists every argument (model, data, and `TransferConfig`).
 """
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
 from transformers import DataCollatorWithPadding, set_seed
@@ -73,7 +75,15 @@ class DataArguments:
         default=False,
         metadata={
             "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
-            "features of the training rows) and report probe_<set>_accuracy: the baseline that takes seconds."
+            "features of the training rows) and report probe_<set>_accuracy: the cheapest baseline (one forward pass)."
+        },
+    )
+    linear_probe_features: str = field(
+        default="head_input",
+        metadata={
+            "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
+            "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
+            "choices": ["head_input", "cls_token", "mean_pooling"],
         },
     )
     merge_adapter: bool = field(
@@ -144,8 +154,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     probe_metrics = {}
     if data_args.linear_probe and eval_sets:
-        probe = linear_probe(model, train, eval_sets, data_collator=DataCollatorWithPadding(tokenizer))
+        start = time.perf_counter()
+        probe = linear_probe(
+            model,
+            train,
+            eval_sets,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            features=data_args.linear_probe_features,
+        )
         probe_metrics = {f"probe_{name}": value for name, value in probe.items()}
+        probe_metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
         logger.info("linear probe on the pretrained features: %s", probe_metrics)
 
     trainer = TransferTrainer(
