@@ -7,6 +7,7 @@ Users' own scripts can import these too; nothing here is specific to one recipe.
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 import datasets
@@ -17,6 +18,8 @@ from transformers import HfArgumentParser
 from .cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
 from .data import load_domain_dataset
 from .model_card import describe_source
+
+logger = logging.getLogger(__name__)
 
 EMBEDDED_TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SCRATCH_VISION_MODELS = ("resnet", "vit")
@@ -63,6 +66,39 @@ class ImageModelArguments:
     )
 
 
+@dataclass
+class FineTuningArguments:
+    """What the fine-tuning recipes add around training: the linear-probe baseline and the merged export."""
+
+    linear_probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
+            "features of the training rows) and report probe_<set>_accuracy: the cheapest baseline."
+        },
+    )
+    linear_probe_features: str = field(
+        default="head_input",
+        metadata={
+            "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
+            "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
+            "choices": ["head_input", "cls_token", "mean_pooling"],
+        },
+    )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={"help": "With a PEFT strategy, also save the adapter merged into the base in <output_dir>/merged."},
+    )
+
+    def check(self, training_args) -> None:
+        if self.merge_adapter and not training_args.uses_peft:
+            raise ValueError(
+                f"`merge_adapter` merges a PEFT adapter, but `transfer_strategy` is "
+                f"{training_args.transfer_strategy!r}: choose an adapter strategy (lora, dora, ia3, loha, lokr, peft) "
+                "or drop --merge_adapter."
+            )
+
+
 # ---- arguments ----------------------------------------------------------------------------------------------------
 
 
@@ -78,6 +114,14 @@ def parse_recipe_args(dataclass_types: tuple, defaults: dict, argv: list[str] | 
             raise ValueError(f"The config file {argv[0]} must hold a mapping of argument names to values.")
         return parser.parse_dict({**defaults, **values})
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def check_image_training_args(training_args) -> None:
+    if training_args.remove_unused_columns:
+        raise ValueError(
+            "`remove_unused_columns=True` would drop the image column before it becomes pixel_values: "
+            "leave it False in the image recipes."
+        )
 
 
 def setup_logging() -> None:
@@ -298,7 +342,7 @@ def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str |
     return tokenize
 
 
-# ---- the end of a run ---------------------------------------------------------------------------------------------
+# ---- baselines and the end of a run ----------------------------------------------------------------------------
 
 
 def finish_run(
@@ -329,4 +373,30 @@ def finish_run(
     )
     if trainer.is_world_process_zero():
         print(report.format(**metrics))
+    return metrics
+
+
+def run_linear_probe(args: FineTuningArguments, model, train_dataset, eval_datasets: dict, data_collator) -> dict:
+    """`probe_<set>_<metric>` and `probe_runtime` of a linear probe on the model's frozen features ({} if off)."""
+    if not args.linear_probe or not eval_datasets:
+        return {}
+    from .linear_probe import linear_probe
+
+    start = time.perf_counter()
+    probe = linear_probe(
+        model, train_dataset, eval_datasets, data_collator=data_collator, features=args.linear_probe_features
+    )
+    metrics = {f"probe_{name}": value for name, value in probe.items()}
+    metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
+    logger.info("linear probe on the pretrained features: %s", metrics)
+    return metrics
+
+
+def finish_fine_tuning(trainer, args: FineTuningArguments, metrics: dict, probe_metrics: dict) -> dict[str, float]:
+    """After `finish_run`: add the probe's metrics to `all_results.json`, write the merged export if asked."""
+    if probe_metrics:
+        metrics.update(probe_metrics)
+        trainer.save_metrics("all", metrics)
+    if args.merge_adapter:
+        trainer.save_merged_model(os.path.join(trainer.args.output_dir, "merged"))
     return metrics

@@ -32,6 +32,7 @@ from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute
 from hf_transfer.recipe_utils import (
     ImageModelArguments,
     check_columns,
+    check_image_training_args,
     describe_dataset,
     finish_run,
     image_transform,
@@ -99,11 +100,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_args(argv)
     setup_logging()
-    if training_args.remove_unused_columns:
-        raise ValueError(
-            "`remove_unused_columns=True` would drop the image column before it becomes pixel_values: "
-            "leave it False in this recipe."
-        )
+    check_image_training_args(training_args)
     seed = training_args.seed
     test_spec = data_args.target_test_dataset or data_args.target_dataset
     source = load_split(

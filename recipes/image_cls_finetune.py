@@ -23,18 +23,19 @@ Other runs (the pretrained ones need the network):
 become 3 channels and the processor resizes them. `python recipes/image_cls_finetune.py --help` lists every argument.
 """
 
-import logging
 import os
-import time
 from dataclasses import dataclass, field
 
 from transformers import default_data_collator, set_seed
 
-from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics, linear_probe
+from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
+    FineTuningArguments,
     ImageModelArguments,
     check_columns,
+    check_image_training_args,
     describe_dataset,
+    finish_fine_tuning,
     finish_run,
     image_transform,
     label_names_of,
@@ -42,10 +43,9 @@ from hf_transfer.recipe_utils import (
     load_split,
     parse_recipe_args,
     prepare_image_dataset,
+    run_linear_probe,
     setup_logging,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,25 +67,6 @@ class DataArguments:
     label_column: str = field(default="label", metadata={"help": "Column with the labels."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
-    linear_probe: bool = field(
-        default=False,
-        metadata={
-            "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
-            "features of the training rows) and report probe_<set>_accuracy: the cheapest baseline (one forward pass)."
-        },
-    )
-    linear_probe_features: str = field(
-        default="head_input",
-        metadata={
-            "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
-            "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
-            "choices": ["head_input", "cls_token", "mean_pooling"],
-        },
-    )
-    merge_adapter: bool = field(
-        default=False,
-        metadata={"help": "With a PEFT strategy, also save the adapter merged into the base in <output_dir>/merged."},
-    )
 
 
 # This recipe's defaults for `TransferConfig` fields: the source rows of `image_cls_dann.py`'s batches, same steps.
@@ -105,22 +86,16 @@ RECIPE_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_recipe_args((ImageModelArguments, DataArguments, TransferConfig), RECIPE_DEFAULTS, argv)
+    return parse_recipe_args(
+        (ImageModelArguments, DataArguments, FineTuningArguments, TransferConfig), RECIPE_DEFAULTS, argv
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, fine_tuning_args, training_args = parse_args(argv)
     setup_logging()
-    if training_args.remove_unused_columns:
-        raise ValueError(
-            "`remove_unused_columns=True` would drop the image column before it becomes pixel_values: "
-            "leave it False in this recipe."
-        )
-    if data_args.merge_adapter and not training_args.uses_peft:
-        raise ValueError(
-            f"`merge_adapter` merges a PEFT adapter, but `transfer_strategy` is {training_args.transfer_strategy!r}: "
-            "choose an adapter strategy (lora, dora, ia3, loha, lokr, peft) or drop --merge_adapter."
-        )
+    check_image_training_args(training_args)
+    fine_tuning_args.check(training_args)
     seed = training_args.seed
     train = load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed)
     validation = load_split(data_args.dataset, data_args.validation_split, "dataset", data_args.max_eval_samples)
@@ -150,19 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if dataset is not None
         }
 
-    probe_metrics = {}
-    if data_args.linear_probe and eval_sets:
-        start = time.perf_counter()
-        probe = linear_probe(
-            model,
-            train,
-            eval_sets,
-            data_collator=default_data_collator,
-            features=data_args.linear_probe_features,
-        )
-        probe_metrics = {f"probe_{name}": value for name, value in probe.items()}
-        probe_metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
-        logger.info("linear probe on the pretrained features: %s", probe_metrics)
+    probe_metrics = run_linear_probe(fine_tuning_args, model, train, eval_sets, default_data_collator)
 
     trainer = TransferTrainer(
         model=model,
@@ -190,12 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if first_eval
         else "trained (no evaluation set)",
     )
-    if probe_metrics:
-        metrics.update(probe_metrics)
-        trainer.save_metrics("all", metrics)
-    if data_args.merge_adapter:
-        trainer.save_merged_model(os.path.join(training_args.output_dir, "merged"))
-    return metrics
+    return finish_fine_tuning(trainer, fine_tuning_args, metrics, probe_metrics)
 
 
 if __name__ == "__main__":

@@ -24,29 +24,28 @@ results.
 `python recipes/text_cls_finetune.py --help` lists every argument (model, data, and `TransferConfig`).
 """
 
-import logging
 import os
-import time
 from dataclasses import dataclass, field
 
 from transformers import DataCollatorWithPadding, set_seed
 
-from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics, linear_probe
+from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
+    FineTuningArguments,
     TextModelArguments,
     check_columns,
     describe_dataset,
     encode_labels,
+    finish_fine_tuning,
     finish_run,
     label_names_of,
     load_split,
     load_text_classifier,
     parse_recipe_args,
+    run_linear_probe,
     setup_logging,
     text_tokenizer_function,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,25 +70,6 @@ class DataArguments:
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer ones are truncated)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
-    linear_probe: bool = field(
-        default=False,
-        metadata={
-            "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
-            "features of the training rows) and report probe_<set>_accuracy: the cheapest baseline (one forward pass)."
-        },
-    )
-    linear_probe_features: str = field(
-        default="head_input",
-        metadata={
-            "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
-            "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
-            "choices": ["head_input", "cls_token", "mean_pooling"],
-        },
-    )
-    merge_adapter: bool = field(
-        default=False,
-        metadata={"help": "With a PEFT strategy, also save the adapter merged into the base in <output_dir>/merged."},
-    )
 
 
 # This recipe's defaults for `TransferConfig` fields: the source rows of `text_cls_dann.py`'s batches, same steps.
@@ -107,17 +87,15 @@ RECIPE_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_recipe_args((TextModelArguments, DataArguments, TransferConfig), RECIPE_DEFAULTS, argv)
+    return parse_recipe_args(
+        (TextModelArguments, DataArguments, FineTuningArguments, TransferConfig), RECIPE_DEFAULTS, argv
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, fine_tuning_args, training_args = parse_args(argv)
     setup_logging()
-    if data_args.merge_adapter and not training_args.uses_peft:
-        raise ValueError(
-            f"`merge_adapter` merges a PEFT adapter, but `transfer_strategy` is {training_args.transfer_strategy!r}: "
-            "choose an adapter strategy (lora, dora, ia3, loha, lokr, peft) or drop --merge_adapter."
-        )
+    fine_tuning_args.check(training_args)
     seed = training_args.seed
     train = load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed)
     validation = None
@@ -152,19 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if dataset is not None
         }
 
-    probe_metrics = {}
-    if data_args.linear_probe and eval_sets:
-        start = time.perf_counter()
-        probe = linear_probe(
-            model,
-            train,
-            eval_sets,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            features=data_args.linear_probe_features,
-        )
-        probe_metrics = {f"probe_{name}": value for name, value in probe.items()}
-        probe_metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
-        logger.info("linear probe on the pretrained features: %s", probe_metrics)
+    probe_metrics = run_linear_probe(fine_tuning_args, model, train, eval_sets, DataCollatorWithPadding(tokenizer))
 
     trainer = TransferTrainer(
         model=model,
@@ -190,12 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if first_eval
         else "trained (no evaluation set)",
     )
-    if probe_metrics:
-        metrics.update(probe_metrics)
-        trainer.save_metrics("all", metrics)
-    if data_args.merge_adapter:
-        trainer.save_merged_model(os.path.join(training_args.output_dir, "merged"))
-    return metrics
+    return finish_fine_tuning(trainer, fine_tuning_args, metrics, probe_metrics)
 
 
 if __name__ == "__main__":

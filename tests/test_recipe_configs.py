@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
     "config, recipe", [(p.name, p.stem) for p in sorted(CONFIGS.glob("*.yaml"))], ids=lambda value: str(value)
 )
 def test_every_example_config_parses_with_its_recipe(config, recipe):
-    _, _, training_args = load_recipe(recipe).parse_args([str(CONFIGS / config)])
+    *_, training_args = load_recipe(recipe).parse_args([str(CONFIGS / config)])
     assert training_args.output_dir.startswith("outputs/")
 
 
