@@ -64,6 +64,8 @@ def write_model_card(
     results: dict[str, float] | None = None,
     eval_datasets: dict[str, str] | None = None,
     output_dir: str | None = None,
+    checkpoint_step: int | None = None,
+    training_seconds: float | None = None,
 ) -> str:
     """Render the card of a finished run into `output_dir/README.md` (default: `trainer.args.output_dir`).
 
@@ -72,6 +74,8 @@ def write_model_card(
             file name. `source_dataset` is the labeled training data, `target_dataset` the unlabeled target data.
         results: `eval_<set>_<metric>` values; default: the evaluations in the trainer's log history.
         eval_datasets: a description (or Hub id) of each evaluation set, by set name (`{"target_test": ...}`).
+        checkpoint_step, training_seconds: set for the card of an intermediate checkpoint: its step and the
+            training time so far; results are the evaluations so far.
     """
     args = trainer.args
     model = trainer.model
@@ -179,7 +183,18 @@ def write_model_card(
         hyperparameters.append(("alignment_features", args.alignment_features))
 
     runtime = next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
-    training_time = f"{runtime:.0f} s of training" if runtime is not None else "Training time not recorded"
+    if checkpoint_step is not None:
+        progress = f"Checkpoint at step {checkpoint_step} of {trainer.state.max_steps}"
+        if training_seconds is not None:
+            progress += f" ({training_seconds:.0f} s of training in the process that wrote it)"
+        training_time = progress
+    else:
+        training_time = f"{runtime:.0f} s of training" if runtime is not None else "Training time not recorded"
+    results_heading = (
+        f"Measured during training, last evaluation at or before step {checkpoint_step}:"
+        if checkpoint_step is not None
+        else "Measured at the end of this run:"
+    )
 
     card_data = ModelCardData(
         library_name="transformers",
@@ -229,6 +244,7 @@ def write_model_card(
         methods=methods,
         hyperparameters=hyperparameters,
         training_time=training_time,
+        results_heading=results_heading,
         hardware=_hardware(args.device),
         usage=usage,
         adapting=adapting,

@@ -345,18 +345,11 @@ def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str |
 # ---- baselines and the end of a run ----------------------------------------------------------------------------
 
 
-def finish_run(
-    trainer,
-    train_result,
-    *,
-    base_model: str | None,
-    card_datasets: dict[str, str | None],
-    eval_datasets: dict[str, str],
-    report: str,
-) -> dict[str, float]:
+def finish_run(trainer, train_result, *, report: str) -> dict[str, float]:
     """Evaluate every eval set, save model + metrics + state, write the model card, print the `report` line.
 
-    `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`).
+    `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`). What the
+    card says of the model and data comes from `trainer.set_model_card_info`, called before training.
     """
     metrics = dict(train_result.metrics)
     metrics.update(trainer.evaluate())  # each eval set under its own prefix: eval_target_test_accuracy, ...
@@ -364,13 +357,7 @@ def finish_run(
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
     trainer.save_state()
-    trainer.create_model_card(
-        model_name=os.path.basename(os.path.normpath(trainer.args.output_dir)),
-        base_model=base_model,
-        results=metrics,
-        eval_datasets=eval_datasets,
-        **card_datasets,
-    )
+    trainer.create_model_card(model_name=os.path.basename(os.path.normpath(trainer.args.output_dir)), results=metrics)
     if trainer.is_world_process_zero():
         print(report.format(**metrics))
     return metrics

@@ -6,10 +6,13 @@ layer-wise learning-rate decay and gradual unfreezing) is applied here, once, fo
 """
 
 import copy
+import os
+import time
 from collections import defaultdict
 from typing import Any
 
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .features import find_classifier_module
 from .model_card import write_model_card
@@ -24,6 +27,19 @@ from .transfer_strategies import (
     layerwise_learning_rates,
     with_head_saved,
 )
+
+
+class _TrainingClock(TrainerCallback):
+    """Wall time since this process's `train()` began (a resumed run counts from its restart)."""
+
+    def __init__(self):
+        self.start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float | None:
+        return None if self.start is None else time.perf_counter() - self.start
 
 
 class TransferLearningMixin:
@@ -78,6 +94,8 @@ class TransferLearningMixin:
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
+        self._clock = _TrainingClock()
+        self.add_callback(self._clock)
         if args.progressive_unfreezing_steps:
             groups = layer_groups(self.model, self._classifier_name)
             self.add_callback(ProgressiveUnfreezingCallback(groups, args.progressive_unfreezing_steps))
@@ -144,11 +162,44 @@ class TransferLearningMixin:
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
 
+    def set_model_card_info(
+        self,
+        base_model: str | None = None,
+        source_dataset: str | None = None,
+        target_dataset: str | None = None,
+        eval_datasets: dict[str, str] | None = None,
+    ) -> None:
+        """What every card of this run states about its inputs (Hub ids or descriptions, never absolute paths).
+
+        Call it before `train()`: the card written into each checkpoint uses it too. Without it the base model
+        is read from the model's config and the datasets are "not recorded".
+        """
+        self._model_card_info = {
+            "base_model": base_model,
+            "source_dataset": source_dataset,
+            "target_dataset": target_dataset,
+            "eval_datasets": eval_datasets,
+        }
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model`, plus a model card `README.md` in every checkpoint (before it can be pushed)."""
+        super().save_model(output_dir, _internal_call)
+        folder = os.path.basename(os.path.normpath(output_dir or self.args.output_dir))
+        if _internal_call and folder.startswith(PREFIX_CHECKPOINT_DIR) and self.is_world_process_zero():
+            write_model_card(
+                self,
+                model_name=os.path.basename(os.path.normpath(self.args.output_dir)),
+                output_dir=output_dir,
+                checkpoint_step=self.state.global_step,
+                training_seconds=self._clock.seconds(),
+                **getattr(self, "_model_card_info", {}),
+            )
+
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
         """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`)."""
         if not self.is_world_process_zero():
             return
-        write_model_card(self, model_name=model_name, **kwargs)
+        write_model_card(self, model_name=model_name, **{**getattr(self, "_model_card_info", {}), **kwargs})
 
 
 class TransferTrainer(TransferLearningMixin, Trainer):

@@ -136,18 +136,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=default_data_collator,
         compute_metrics=compute_classification_metrics,
     )
+    trainer.set_model_card_info(
+        base_model=base_model,
+        source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
+        eval_datasets={
+            "validation": describe_dataset(data_args.dataset, data_args.validation_split),
+            "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
+        },
+    )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     first_eval = next(iter(eval_sets), None)
     architecture = os.path.basename(base_model) if base_model else model_args.model_type
     metrics = finish_run(
         trainer,
         train_result,
-        base_model=base_model,
-        card_datasets={"source_dataset": describe_dataset(data_args.dataset, data_args.train_split)},
-        eval_datasets={
-            "validation": describe_dataset(data_args.dataset, data_args.validation_split),
-            "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
-        },
         report=f"{first_eval} accuracy ({data_args.dataset}, {architecture}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval

@@ -149,19 +149,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    return finish_run(
-        trainer,
-        train_result,
+    trainer.set_model_card_info(
         base_model=model_card_name,
-        card_datasets={
-            "source_dataset": describe_dataset(data_args.source_dataset, data_args.source_train_split),
-            "target_dataset": describe_dataset(data_args.target_dataset, data_args.target_train_split),
-        },
+        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
+        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
         eval_datasets={
             "source_validation": describe_dataset(data_args.source_dataset, data_args.source_validation_split),
             "target_test": describe_dataset(test_spec, data_args.target_test_split),
         },
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    return finish_run(
+        trainer,
+        train_result,
         report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )

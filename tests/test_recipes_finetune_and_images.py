@@ -180,3 +180,17 @@ def test_image_recipe_converts_any_image_mode_and_size(tmp_path):
     assert 0.0 <= metrics["eval_validation_accuracy"] <= 1.0
     assert 0.0 <= metrics["probe_validation_accuracy"] <= 1.0  # the probe reads set_transform'ed images too
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "cat", "1": "dog"}
+
+
+def test_every_checkpoint_gets_its_own_model_card(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--model_type", "resnet", "--image_size", "16", "--output_dir", str(out), *QUICK_IMAGES]
+    argv += ["--max_target_samples", "32", "--save_strategy", "steps", "--save_steps", "1"]
+    load_recipe("image_cls_dann").main(argv)
+    for step in (1, 2):
+        card = (out / f"checkpoint-{step}" / "README.md").read_text()
+        assert f"Checkpoint at step {step} of 2" in card and "s of training in the process that wrote it" in card
+        assert "USPS (Hull 1994, bundled), split train" in card and "DANN" in card
+        assert str(tmp_path) not in card
+    final = (out / "README.md").read_text()
+    assert "Measured at the end of this run" in final and "Checkpoint at step" not in final
