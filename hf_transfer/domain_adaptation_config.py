@@ -3,10 +3,11 @@
 import math
 from dataclasses import dataclass, field
 
+from .features import FEATURE_POOLINGS
 from .transfer_config import TransferConfig
 
 ADAPTATION_LOSSES = ("dann", "mmd", "coral")
-ALIGNMENT_FEATURES = ("head_input", "cls_token", "mean_pooling")
+ALIGNMENT_FEATURES = FEATURE_POOLINGS
 
 
 @dataclass

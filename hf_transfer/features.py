@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 CLASSIFIER_MODULE_NAMES = ("classifier", "score")
+# One vector per example: what the head receives, or the last hidden state pooled at [CLS] or over the tokens.
+FEATURE_POOLINGS = ("head_input", "cls_token", "mean_pooling")
 
 
 def find_classifier_module(model: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:

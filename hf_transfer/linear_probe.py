@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
-from .features import capture_head_input, find_classifier_module, pool_features
+from .features import FEATURE_POOLINGS, capture_head_input, find_classifier_module, pool_features
 from .metrics import load_metric
 
 LABEL_COLUMNS = ("label", "labels")
@@ -41,8 +41,8 @@ def extract_features(
     in eval mode on its own device; `data_collator` defaults to `default_data_collator` (pass a
     `DataCollatorWithPadding` for text of different lengths).
     """
-    if features not in ("head_input", "cls_token", "mean_pooling"):
-        raise ValueError(f"`features` must be 'head_input', 'cls_token' or 'mean_pooling', got {features!r}.")
+    if features not in FEATURE_POOLINGS:
+        raise ValueError(f"`features` must be one of {list(FEATURE_POOLINGS)}, got {features!r}.")
     _, classifier = find_classifier_module(model, classifier_module)
     accepted = set(inspect.signature(model.forward).parameters) | set(LABEL_COLUMNS)
     if dataset.format.get("type") != "custom":  # a `set_transform` dataset makes its model inputs on the fly

@@ -261,7 +261,7 @@ def _describe_peft_config(config) -> str:
     parts = []
     for name in ("r", "lora_alpha", "alpha", "lora_dropout", "rank_dropout", "use_dora"):
         value = getattr(config, name, None)
-        if value not in (None, False) and not (name == "use_dora" and value is False):
+        if value not in (None, False):
             parts.append(f"{name}={value}")
     targets = config.target_modules
     if isinstance(targets, (set, list, tuple)) and len(targets) > 8:

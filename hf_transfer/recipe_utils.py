@@ -17,6 +17,7 @@ from transformers import HfArgumentParser
 
 from .cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
 from .data import load_domain_dataset
+from .features import FEATURE_POOLINGS
 from .model_card import describe_source
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class FineTuningArguments:
         metadata={
             "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
             "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
-            "choices": ["head_input", "cls_token", "mean_pooling"],
+            "choices": list(FEATURE_POOLINGS),
         },
     )
     merge_adapter: bool = field(

@@ -78,11 +78,13 @@ class TransferLearningMixin:
             )
         head_name, _ = find_classifier_module(model, args.classifier_module)
         if args.uses_peft:
-            peft_config = build_peft_config(args, model, head_name)
+            peft_config = build_peft_config(args, model, head_name)  # the head already in modules_to_save
+        elif peft_config is not None:
+            peft_config = with_head_saved(peft_config, head_name)
         if peft_config is not None:
             from peft import get_peft_model
 
-            model = get_peft_model(model, with_head_saved(peft_config, head_name))
+            model = get_peft_model(model, peft_config)
 
         # which pretrained parameters train
         self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
