@@ -14,6 +14,7 @@ from .losses import (
 )
 from .metrics import compute_classification_metrics, load_metric
 from .transfer_config import TransferConfig
+from .transfer_report import TransferReport
 from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
 from .transfer_trainer import TransferLearningMixin, TransferTrainer
 
@@ -27,6 +28,7 @@ __all__ = [
     "ProgressiveUnfreezingCallback",
     "TransferConfig",
     "TransferLearningMixin",
+    "TransferReport",
     "TransferTrainer",
     "compute_classification_metrics",
     "coral_loss",

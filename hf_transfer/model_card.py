@@ -13,6 +13,8 @@ import huggingface_hub
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .transfer_report import TransferReport
+
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 
 METHODS = {
@@ -43,7 +45,7 @@ def describe_source(name: str | None) -> str:
     return name
 
 
-def _is_hub_id(name: str) -> bool:
+def is_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not os.path.exists(name)
 
 
@@ -66,6 +68,13 @@ def write_model_card(
     output_dir: str | None = None,
     checkpoint_step: int | None = None,
     training_seconds: float | None = None,
+    source_only_results: dict[str, float] | None = None,
+    oracle_results: dict[str, float] | None = None,
+    language: str | list[str] | None = None,
+    license: str | None = None,
+    tags: str | list[str] | None = None,
+    datasets: str | list[str] | None = None,
+    pipeline_tag: str | None = None,
 ) -> str:
     """Render the card of a finished run into `output_dir/README.md` (default: `trainer.args.output_dir`).
 
@@ -76,6 +85,12 @@ def write_model_card(
         eval_datasets: a description (or Hub id) of each evaluation set, by set name (`{"target_test": ...}`).
         checkpoint_step, training_seconds: set for the card of an intermediate checkpoint: its step and the
             training time so far; results are the evaluations so far.
+        source_only_results, oracle_results: `eval_<set>_<metric>` of the baselines measured in the same study
+            (same evaluation sets): a source-only run (same model, data, steps and seed, no alignment loss) and an
+            oracle trained on target labels. The card then compares, reports the gap closed and flags negative
+            transfer (see `hf_transfer.TransferReport`).
+        language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
+            datasets are added to the card's own).
     """
     args = trainer.args
     model = trainer.model
@@ -103,7 +118,7 @@ def write_model_card(
         eval_results.append(
             EvalResult(
                 task_type=task,
-                dataset_type=data if _is_hub_id(data) else split,
+                dataset_type=data if is_hub_id(data) else split,
                 dataset_name=data if data != "not recorded" else split,
                 metric_type="accuracy" if metric == "accuracy" else "f1",
                 metric_name=metric,
@@ -112,6 +127,7 @@ def write_model_card(
         )
 
     peft_config = getattr(model, "peft_config", None)
+    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id or model_name  # what users load
     auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
     if peft_config:
         config = next(iter(peft_config.values()))
@@ -123,12 +139,18 @@ def write_model_card(
                 f"from peft import PeftModel\nfrom transformers import {auto_class}\n\n"
                 f'base = {auto_class}.from_pretrained("{base_model}", num_labels={base.config.num_labels}, '
                 "ignore_mismatched_sizes=True)\n"
-                f'model = PeftModel.from_pretrained(base, "{model_name}")'
+                f'model = PeftModel.from_pretrained(base, "{repo_id}")'
             )
         else:
             usage = (
                 "from peft import AutoPeftModelForSequenceClassification\n\n"
-                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")'
+                f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")'
+            )
+        if (Path(output_dir or args.output_dir) / "merged" / "config.json").is_file():
+            usage += (
+                "\n\n# or the adapter merged into the base weights (saved with --merge_adapter), without PEFT:\n"
+                f"from transformers import {auto_class}\n\n"
+                f'merged = {auto_class}.from_pretrained("{repo_id}", subfolder="merged")'
             )
     else:
         strategy = {
@@ -143,7 +165,7 @@ def write_model_card(
                 f"; gradual unfreezing, one more layer group every {args.progressive_unfreezing_steps} steps "
                 "(ULMFiT, Howard & Ruder, 2018)"
             )
-        usage = f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{model_name}")'
+        usage = f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{repo_id}")'
 
     adapting = hasattr(args, "adaptation_loss")  # a DomainAdaptationConfig (source-only included)
     hyperparameters = []
@@ -196,12 +218,32 @@ def write_model_card(
         else "Measured at the end of this run:"
     )
 
+    comparison = []
+    if checkpoint_step is None and (source_only_results or oracle_results):
+        for report in TransferReport.from_results(results, source_only_results, oracle_results):
+            comparison.append(
+                {
+                    "metric": report.metric,
+                    "source_only": _format(report.source_only),
+                    "adapted": _format(report.adapted),
+                    "oracle": _format(report.oracle),
+                    "gain": "not measured" if report.gain is None else f"{100 * report.gain:+.2f} points",
+                    "gap_closed": "not measured" if report.gap_closed is None else f"{100 * report.gap_closed:.0f} %",
+                    "negative": report.negative_transfer,
+                }
+            )
+
     card_data = ModelCardData(
-        library_name="transformers",
+        language=language,
+        license=license,
+        library_name="peft" if peft_config else "transformers",
         base_model=base_model if base_model_on_hub else None,
-        tags=sorted(set(["hf_transfer", "domain-adaptation" if adapting else "transfer-learning"] + losses)),
-        datasets=[d for d in (source_dataset, target_dataset) if d and _is_hub_id(d)] or None,
-        pipeline_tag=task,
+        tags=sorted(
+            set(["hf_transfer", "domain-adaptation" if adapting else "transfer-learning"] + losses + as_list(tags))
+        ),
+        datasets=sorted(set([d for d in (source_dataset, target_dataset) if d and is_hub_id(d)] + as_list(datasets)))
+        or None,
+        pipeline_tag=pipeline_tag or task,
         model_name=model_name,
         eval_results=eval_results or None,
     )
@@ -243,6 +285,8 @@ def write_model_card(
         results_table=results_table,
         methods=methods,
         hyperparameters=hyperparameters,
+        comparison=comparison,
+        negative_transfer=[row for row in comparison if row["negative"]],
         training_time=training_time,
         results_heading=results_heading,
         hardware=_hardware(args.device),
@@ -254,6 +298,16 @@ def write_model_card(
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
     return str(path)
+
+
+def _format(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4f}"
+
+
+def as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _describe_peft_config(config) -> str:

@@ -4,6 +4,7 @@ offline defaults, label handling, image preprocessing, and the end of a run (eva
 Users' own scripts can import these too; nothing here is specific to one recipe.
 """
 
+import json
 import logging
 import os
 import sys
@@ -98,6 +99,20 @@ class FineTuningArguments:
                 f"{training_args.transfer_strategy!r}: choose an adapter strategy (lora, dora, ia3, loha, lokr, peft) "
                 "or drop --merge_adapter."
             )
+
+
+@dataclass
+class ComparisonArguments:
+    """What the domain-adaptation recipes compare the adapted model with, in its model card."""
+
+    source_only_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "output_dir of a finished source-only run of this recipe (--adaptation_loss none) with the same "
+            "model, data, steps, batch, learning rate and seed: the card then compares with it and flags negative "
+            "transfer. Checked before training."
+        },
+    )
 
 
 # ---- arguments ----------------------------------------------------------------------------------------------------
@@ -346,19 +361,109 @@ def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str |
 # ---- baselines and the end of a run ----------------------------------------------------------------------------
 
 
-def finish_run(trainer, train_result, *, report: str) -> dict[str, float]:
-    """Evaluate every eval set, save model + metrics + state, write the model card, print the `report` line.
+RUN_SUMMARY_NAME = "hf_transfer_run.json"
 
-    `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`). What the
-    card says of the model and data comes from `trainer.set_model_card_info`, called before training.
+# What a source-only run must share with the adapted run it is the baseline of.
+SAME_STUDY_FIELDS = (
+    "base_model",
+    "source_dataset",
+    "target_test_dataset",
+    "transfer_strategy",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "world_size",
+    "learning_rate",
+    "seed",
+)
+
+
+def run_facts(args, card_info: dict) -> dict:
+    """The facts of a recipe run that decide whether two runs belong to the same study (no local paths).
+
+    `card_info` holds what the recipe passes to `trainer.set_model_card_info`.
+    """
+    info = card_info
+    return {
+        "adaptation_loss": list(getattr(args, "adaptation_loss", [])),
+        "base_model": describe_source(info.get("base_model")),
+        "source_dataset": info.get("source_dataset"),
+        "target_dataset": info.get("target_dataset"),
+        "target_test_dataset": (info.get("eval_datasets") or {}).get("target_test"),
+        "transfer_strategy": args.transfer_strategy,
+        "max_steps": args.max_steps,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+    }
+
+
+def source_only_baseline(run_dir: str | None, args, card_info: dict) -> dict[str, float] | None:
+    """The final metrics of the source-only run in `run_dir` (`--source_only_run`), checked to be the baseline of
+    the run described by `args` and `card_info`: no alignment loss, and the same model, data, target test set,
+    steps, batch, learning rate and seed. Call it before the trainer exists, so a refusal leaves nothing behind."""
+    if not run_dir:
+        return None
+    path = os.path.join(run_dir, RUN_SUMMARY_NAME)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"`source_only_run` {run_dir!r} holds no {RUN_SUMMARY_NAME}: pass the output_dir of a finished "
+            "source-only run of this recipe, e.g. run it first with `--adaptation_loss none --output_dir <dir>` "
+            "and the same model, data, steps and seed."
+        )
+    with open(path, encoding="utf-8") as handle:
+        baseline = json.load(handle)
+    if baseline["facts"]["adaptation_loss"]:
+        raise ValueError(
+            f"`source_only_run` {run_dir!r} was trained with adaptation_loss {baseline['facts']['adaptation_loss']}: "
+            "the baseline must be a run with `--adaptation_loss none`."
+        )
+    ours = run_facts(args, card_info)
+    differ = [
+        f"{name}: {baseline['facts'].get(name)!r} there, {ours[name]!r} here"
+        for name in SAME_STUDY_FIELDS
+        if baseline["facts"].get(name) != ours[name]
+    ]
+    if differ:
+        raise ValueError(
+            f"`source_only_run` {run_dir!r} is not a baseline of this run ({'; '.join(differ)}). Re-run the "
+            "source-only baseline with the same settings, or drop --source_only_run."
+        )
+    return baseline["metrics"]
+
+
+def finish_run(
+    trainer, train_result, *, report: str, extra_metrics: dict | None = None, merge_adapter: bool = False
+) -> dict[str, float]:
+    """End a recipe run: evaluate every eval set, save metrics, state, the run summary (`hf_transfer_run.json`),
+    the merged export (`merge_adapter`), the model card and the model; push it all when `--push_to_hub`.
+
+    `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`) and printed.
+    `extra_metrics` (e.g. the linear probe's) are added to `all_results.json`. What the card says of the model and
+    data comes from `trainer.set_model_card_info`, called before training.
     """
     metrics = dict(train_result.metrics)
     metrics.update(trainer.evaluate())  # each eval set under its own prefix: eval_target_test_accuracy, ...
-    trainer.save_model()
+    metrics.update(extra_metrics or {})
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
     trainer.save_state()
-    trainer.create_model_card(model_name=os.path.basename(os.path.normpath(trainer.args.output_dir)), results=metrics)
+    if merge_adapter:
+        trainer.save_merged_model(os.path.join(trainer.args.output_dir, "merged"))
+    model_name = os.path.basename(os.path.normpath(trainer.args.output_dir))
+    if trainer.is_world_process_zero():
+        facts = run_facts(trainer.args, getattr(trainer, "_model_card_info", {}))
+        summary = {"facts": facts, "metrics": {k: v for k, v in metrics.items() if k.startswith("eval_")}}
+        with open(os.path.join(trainer.args.output_dir, RUN_SUMMARY_NAME), "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+    if trainer.args.push_to_hub:
+        # saves the model, writes the card and uploads output_dir (not its checkpoint-* folders)
+        trainer.push_to_hub(commit_message="End of training", results=metrics)
+    else:
+        trainer.save_model()
+        trainer.create_model_card(model_name=model_name, results=metrics)
     if trainer.is_world_process_zero():
         print(report.format(**metrics))
     return metrics
@@ -377,14 +482,4 @@ def run_linear_probe(args: FineTuningArguments, model, train_dataset, eval_datas
     metrics = {f"probe_{name}": value for name, value in probe.items()}
     metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
     logger.info("linear probe on the pretrained features: %s", metrics)
-    return metrics
-
-
-def finish_fine_tuning(trainer, args: FineTuningArguments, metrics: dict, probe_metrics: dict) -> dict[str, float]:
-    """After `finish_run`: add the probe's metrics to `all_results.json`, write the merged export if asked."""
-    if probe_metrics:
-        metrics.update(probe_metrics)
-        trainer.save_metrics("all", metrics)
-    if args.merge_adapter:
-        trainer.save_merged_model(os.path.join(trainer.args.output_dir, "merged"))
     return metrics

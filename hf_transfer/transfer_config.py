@@ -1,5 +1,6 @@
 """`TransferConfig`: the `TrainingArguments` of `TransferTrainer`, with the transfer strategy of a fine-tuning run."""
 
+import copy
 import os
 from dataclasses import dataclass, field
 
@@ -130,6 +131,32 @@ class TransferConfig(TrainingArguments):
                 "set --transfer_strategy peft, or drop the file."
             )
         super().__post_init__()
+
+    def __getstate__(self) -> dict:
+        """What pickling writes, i.e. `training_args.bin` in the output dir, every checkpoint and every Hub push.
+
+        Tokens (`hub_token`, any `*_token`) are left out and absolute local paths (`output_dir`, ...) are reduced to
+        their last component, so a pushed or shared run never carries a credential or the local directory layout.
+        The run itself, and `copy.copy` / `copy.deepcopy` of these arguments, keep the real values.
+        """
+        state = dict(self.__dict__)
+        for name, value in state.items():
+            if name.endswith("_token") and value is not None:
+                state[name] = None
+            elif isinstance(value, str) and os.path.isabs(value):
+                state[name] = os.path.basename(os.path.normpath(value))
+        return state
+
+    def __copy__(self):
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo: dict):
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     @property
     def uses_peft(self) -> bool:

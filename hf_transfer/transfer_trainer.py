@@ -6,16 +6,17 @@ layer-wise learning-rate decay and gradual unfreezing) is applied here, once, fo
 """
 
 import copy
+import json
 import os
 import time
 from collections import defaultdict
 from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 
 from .features import find_classifier_module
-from .model_card import write_model_card
+from .model_card import as_list, is_hub_id, write_model_card
 from .transfer_config import TransferConfig
 from .transfer_strategies import (
     ProgressiveUnfreezingCallback,
@@ -183,25 +184,103 @@ class TransferLearningMixin:
             "eval_datasets": eval_datasets,
         }
 
+    def set_baselines(
+        self, source_only_results: dict[str, float] | None = None, oracle_results: dict[str, float] | None = None
+    ) -> None:
+        """The baselines measured in the same study, on the same evaluation sets, for the final model card.
+
+        Each is a run's final `eval_<set>_<metric>` values (e.g. its `all_results.json`): `source_only_results`
+        from the same model, data, steps and seed without an alignment loss, `oracle_results` from a model trained
+        on target labels that were not in the test set. The card compares the run with them, reports the gap
+        closed and flags negative transfer (`hf_transfer.TransferReport`). Leave out what was not measured.
+        """
+        self._baselines = {"source_only_results": source_only_results, "oracle_results": oracle_results}
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """`Trainer.save_model`, plus a model card `README.md` in every checkpoint (before it can be pushed)."""
+        """`Trainer.save_model`, plus a model card `README.md` in every checkpoint (before it can be pushed).
+
+        When checkpoints are pushed (`push_to_hub` with a `hub_strategy` other than "end"), the checkpoint's card
+        is also written to `output_dir`, whose files the Trainer pushes with it: the repository's card then says
+        which step its weights are from.
+        """
         super().save_model(output_dir, _internal_call)
+        self._make_adapter_config_portable(output_dir or self.args.output_dir)
         folder = os.path.basename(os.path.normpath(output_dir or self.args.output_dir))
         if _internal_call and folder.startswith(PREFIX_CHECKPOINT_DIR) and self.is_world_process_zero():
-            write_model_card(
-                self,
-                model_name=os.path.basename(os.path.normpath(self.args.output_dir)),
-                output_dir=output_dir,
-                checkpoint_step=self.state.global_step,
-                training_seconds=self._clock.seconds(),
-                **getattr(self, "_model_card_info", {}),
-            )
+            pushes_checkpoints = self.args.push_to_hub and self.args.hub_strategy != HubStrategy.END
+            for card_dir in [output_dir] + ([self.args.output_dir] if pushes_checkpoints else []):
+                write_model_card(
+                    self,
+                    model_name=os.path.basename(os.path.normpath(self.args.output_dir)),
+                    output_dir=card_dir,
+                    checkpoint_step=self.state.global_step,
+                    training_seconds=self._clock.seconds(),
+                    **getattr(self, "_model_card_info", {}),
+                )
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
-        """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`)."""
+    def _make_adapter_config_portable(self, folder: str) -> None:
+        """An adapter's `base_model_name_or_path` (in `folder/adapter_config.json`) as others can use it: the
+        recorded Hub id of the base model, or the local folder's name, never this machine's absolute path.
+
+        The saved file is rewritten rather than the live config, which PEFT reads while saving (a local path lets
+        it check the base model's vocabulary without going to the Hub).
+        """
+        path = os.path.join(folder, "adapter_config.json")
+        if not self.args.should_save or not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        recorded = getattr(self, "_model_card_info", {}).get("base_model")
+        base = config.get("base_model_name_or_path")
+        if recorded and is_hub_id(recorded):
+            config["base_model_name_or_path"] = recorded
+        elif base and os.path.isabs(base):
+            config["base_model_name_or_path"] = os.path.basename(os.path.normpath(base))
+        else:
+            return
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        language: str | list[str] | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`).
+
+        Takes `Trainer.create_model_card`'s arguments (which `push_to_hub(**kwargs)` passes on): `language`,
+        `license`, `tags`, `dataset_tags` / `dataset` (Hub dataset ids) are added to the card's metadata,
+        `finetuned_from` names the base model when the run did not record one, `tasks` sets the pipeline tag.
+        Further keyword arguments go to `hf_transfer.model_card.write_model_card` (e.g. `results`).
+        """
+        if dataset_args is not None:
+            raise ValueError(
+                "`dataset_args` is not used by hf_transfer cards: each evaluation set is described by "
+                "`trainer.set_model_card_info(eval_datasets={set_name: description})`. Drop `dataset_args`."
+            )
+        if tasks is not None and not isinstance(tasks, str) and len(tasks) != 1:
+            raise ValueError(f"`tasks` must name one pipeline task (e.g. 'text-classification'), got {tasks!r}.")
         if not self.is_world_process_zero():
             return
-        write_model_card(self, model_name=model_name, **{**getattr(self, "_model_card_info", {}), **kwargs})
+        info = {**getattr(self, "_model_card_info", {}), **getattr(self, "_baselines", {})}
+        if finetuned_from and not info.get("base_model"):
+            info["base_model"] = finetuned_from
+        info.update(
+            language=language,
+            license=license,
+            tags=tags,
+            datasets=as_list(dataset_tags) + as_list(dataset),
+            pipeline_tag=tasks if isinstance(tasks, str) or tasks is None else tasks[0],
+        )
+        write_model_card(self, model_name=model_name, **{**info, **kwargs})
 
 
 class TransferTrainer(TransferLearningMixin, Trainer):

@@ -30,6 +30,7 @@ from transformers import default_data_collator, set_seed
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
+    ComparisonArguments,
     ImageModelArguments,
     check_columns,
     check_image_training_args,
@@ -42,6 +43,7 @@ from hf_transfer.recipe_utils import (
     parse_recipe_args,
     prepare_image_dataset,
     setup_logging,
+    source_only_baseline,
 )
 
 
@@ -94,11 +96,13 @@ RECIPE_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_recipe_args((ImageModelArguments, DataArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv)
+    return parse_recipe_args(
+        (ImageModelArguments, DataArguments, ComparisonArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, comparison_args, training_args = parse_args(argv)
     setup_logging()
     check_image_training_args(training_args)
     seed = training_args.seed
@@ -146,6 +150,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if source_test is not None:
         eval_sets = {"source_test": source_test, **eval_sets}
 
+    card_info = dict(
+        base_model=base_model,
+        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
+        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
+        eval_datasets={
+            "source_test": describe_dataset(data_args.source_dataset, data_args.source_test_split),
+            "target_test": describe_dataset(test_spec, data_args.target_test_split),
+        },
+    )
+    source_only_results = source_only_baseline(comparison_args.source_only_run, training_args, card_info)
+
     trainer = DomainAdaptationTrainer(
         model=model,
         args=training_args,
@@ -156,15 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=default_data_collator,
         compute_metrics=compute_classification_metrics,
     )
-    trainer.set_model_card_info(
-        base_model=base_model,
-        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
-        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
-        eval_datasets={
-            "source_test": describe_dataset(data_args.source_dataset, data_args.source_test_split),
-            "target_test": describe_dataset(test_spec, data_args.target_test_split),
-        },
-    )
+    trainer.set_model_card_info(**card_info)
+    trainer.set_baselines(source_only_results=source_only_results)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     return finish_run(
         trainer,

