@@ -3,6 +3,7 @@
 import copy
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,3 +166,14 @@ def test_source_only_run_must_be_a_finished_source_only_run(tmp_path, tiny_model
     recipe.main(model + QUICK + ["--output_dir", str(tmp_path / "dann")])
     with pytest.raises(ValueError, match=r"was trained with adaptation_loss \['dann'\]"):
         recipe.main(model + QUICK + ["--output_dir", str(tmp_path / "b"), "--source_only_run", str(tmp_path / "dann")])
+
+
+def test_the_readme_shows_the_committed_card_of_the_default_run():
+    root = Path(__file__).resolve().parents[1]
+    committed = (root / "model_cards" / "text_cls_dann_books_to_kitchen.md").read_text()
+    readme = (root / "README.md").read_text()
+    shown = readme.split("````markdown\n", 1)[1].split("\n````", 1)[0]
+    assert shown == committed.rstrip("\n")
+    card = ModelCard(committed)
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.eval_results
+    assert "**Negative transfer.**" in card.text  # what that run measured: DANN below its source-only baseline
