@@ -197,16 +197,22 @@ class TransferLearningMixin:
         self._baselines = {"source_only_results": source_only_results, "oracle_results": oracle_results}
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """`Trainer.save_model`, plus a model card `README.md` in every checkpoint (before it can be pushed).
+        """`Trainer.save_model`, plus a model card `README.md` next to the saved model: in `output_dir` (or the
+        folder given) describing the run so far, and in every checkpoint (before it can be pushed) stating its step.
 
         When checkpoints are pushed (`push_to_hub` with a `hub_strategy` other than "end"), the checkpoint's card
         is also written to `output_dir`, whose files the Trainer pushes with it: the repository's card then says
         which step its weights are from.
         """
         super().save_model(output_dir, _internal_call)
-        self._make_adapter_config_portable(output_dir or self.args.output_dir)
-        folder = os.path.basename(os.path.normpath(output_dir or self.args.output_dir))
-        if _internal_call and folder.startswith(PREFIX_CHECKPOINT_DIR) and self.is_world_process_zero():
+        target = output_dir or self.args.output_dir
+        self._make_adapter_config_portable(target)
+        folder = os.path.basename(os.path.normpath(target))
+        if not self.is_world_process_zero():
+            return
+        if not (_internal_call and folder.startswith(PREFIX_CHECKPOINT_DIR)):
+            self.create_model_card(model_name=folder, output_dir=target)
+        else:
             pushes_checkpoints = self.args.push_to_hub and self.args.hub_strategy != HubStrategy.END
             for card_dir in [output_dir] + ([self.args.output_dir] if pushes_checkpoints else []):
                 write_model_card(

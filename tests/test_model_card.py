@@ -10,7 +10,7 @@ import torch
 from conftest import load_recipe, tiny_bert
 from huggingface_hub import ModelCard
 
-from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, TransferReport
+from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, TransferReport, compute_classification_metrics
 
 QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_length", "32", "--max_train_samples", "32"]
 QUICK += ["--max_eval_samples", "16", "--use_cpu", "true"]
@@ -53,6 +53,7 @@ def trainer_for_cards(tmp_path, text_domains, tokenizer, **kwargs):
         target_dataset=target,
         eval_dataset={"target_test": target_test},
         processing_class=tokenizer,
+        compute_metrics=compute_classification_metrics,
     )
 
 
@@ -177,3 +178,14 @@ def test_the_readme_shows_the_committed_card_of_the_default_run():
     card = ModelCard(committed)
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.eval_results
     assert "**Negative transfer.**" in card.text  # what that run measured: DANN below its source-only baseline
+
+
+def test_save_model_writes_the_card_in_a_plain_trainer_script(tmp_path, text_domains, tokenizer):
+    trainer = trainer_for_cards(tmp_path, text_domains, tokenizer, eval_strategy="no")
+    trainer.train()
+    trainer.evaluate()
+    trainer.save_model()  # no recipe, no create_model_card call: the card comes with the model
+    card = ModelCard.load(tmp_path / "run" / "README.md")
+    assert card.data.eval_results and "DANN" in card.text and "Measured at the end of this run" in card.text
+    trainer.save_model(str(tmp_path / "copy"))
+    assert ModelCard.load(tmp_path / "copy" / "README.md").data.model_name == "copy"
