@@ -3,7 +3,7 @@
 from .data import AMAZON_DOMAINS, load_amazon_reviews, load_digits, load_domain_dataset
 from .domain_adaptation_config import DomainAdaptationConfig
 from .domain_adaptation_trainer import DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
-from .linear_probe import extract_features, linear_probe
+from .linear_probe import embed_and_predict, extract_features, linear_probe
 from .losses import (
     DomainDiscriminator,
     coral_loss,
@@ -13,6 +13,7 @@ from .losses import (
     mmd_loss,
 )
 from .metrics import compute_classification_metrics, load_metric
+from .model_selection import VALIDATORS, LabelFreeModelSelection, label_free_validators
 from .transfer_config import TransferConfig
 from .transfer_report import TransferReport
 from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
@@ -20,11 +21,13 @@ from .transfer_trainer import TransferLearningMixin, TransferTrainer
 
 __all__ = [
     "AMAZON_DOMAINS",
+    "VALIDATORS",
     "DomainAdaptationConfig",
     "DomainAdaptationMixin",
     "DomainAdaptationTrainer",
     "DomainDiscriminator",
     "DomainMixingBatchSampler",
+    "LabelFreeModelSelection",
     "ProgressiveUnfreezingCallback",
     "TransferConfig",
     "TransferLearningMixin",
@@ -33,9 +36,11 @@ __all__ = [
     "compute_classification_metrics",
     "coral_loss",
     "dann_coefficient",
+    "embed_and_predict",
     "domain_adversarial_loss",
     "extract_features",
     "gradient_reversal",
+    "label_free_validators",
     "layer_groups",
     "linear_probe",
     "load_amazon_reviews",

@@ -22,7 +22,6 @@ from .metrics import load_metric
 LABEL_COLUMNS = ("label", "labels")
 
 
-@torch.no_grad()
 def extract_features(
     model: nn.Module,
     dataset: datasets.Dataset,
@@ -41,6 +40,23 @@ def extract_features(
     in eval mode on its own device; `data_collator` defaults to `default_data_collator` (pass a
     `DataCollatorWithPadding` for text of different lengths).
     """
+    outputs = embed_and_predict(model, dataset, data_collator, batch_size, classifier_module, features)
+    return outputs["features"], outputs["labels"]
+
+
+@torch.no_grad()
+def embed_and_predict(
+    model: nn.Module,
+    dataset: datasets.Dataset,
+    data_collator=None,
+    batch_size: int = 64,
+    classifier_module: str | None = None,
+    features: str = "head_input",
+) -> dict[str, np.ndarray | None]:
+    """One forward pass over `dataset`: `{"features": (N, D), "logits": (N, C), "labels": (N,) or None}`.
+
+    Features as in `extract_features`; the logits are the classifier's outputs for the same rows.
+    """
     if features not in FEATURE_POOLINGS:
         raise ValueError(f"`features` must be one of {list(FEATURE_POOLINGS)}, got {features!r}.")
     _, classifier = find_classifier_module(model, classifier_module)
@@ -51,7 +67,7 @@ def extract_features(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    vectors, labels = [], []
+    vectors, logits, labels = [], [], []
     for batch in loader:
         batch = {k: v for k, v in batch.items() if k in accepted}
         batch_labels = next((batch.pop(c) for c in LABEL_COLUMNS if c in batch), None)
@@ -60,14 +76,19 @@ def extract_features(
         batch = {k: v.to(device) for k, v in batch.items()}
         if features == "head_input":
             with capture_head_input(classifier) as captured:
-                model(**batch)
+                outputs = model(**batch)
             pooled = pool_features(captured["features"], None, "head_input")
         else:
-            hidden = model(**batch, output_hidden_states=True)["hidden_states"][-1]
-            pooled = pool_features(hidden, batch.get("attention_mask"), features)
+            outputs = model(**batch, output_hidden_states=True)
+            pooled = pool_features(outputs["hidden_states"][-1], batch.get("attention_mask"), features)
         vectors.append(pooled.float().cpu().numpy())
+        logits.append(outputs["logits"].float().cpu().numpy())
     model.train(was_training)
-    return np.concatenate(vectors), (np.concatenate(labels) if labels else None)
+    return {
+        "features": np.concatenate(vectors),
+        "logits": np.concatenate(logits),
+        "labels": np.concatenate(labels) if labels else None,
+    }
 
 
 def linear_probe(

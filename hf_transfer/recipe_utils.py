@@ -102,8 +102,9 @@ class FineTuningArguments:
 
 
 @dataclass
-class ComparisonArguments:
-    """What the domain-adaptation recipes compare the adapted model with, in its model card."""
+class EvaluationArguments:
+    """How the domain-adaptation recipes judge the adapted model: label-free selection, and the baseline its card
+    compares with."""
 
     source_only_run: str | None = field(
         default=None,
@@ -113,6 +114,45 @@ class ComparisonArguments:
             "transfer. Checked before training."
         },
     )
+    label_free_selection: bool = field(
+        default=False,
+        metadata={
+            "help": "At every evaluation (--eval_strategy steps --eval_steps N) compute the label-free validators "
+            "(source accuracy, target entropy, IM, SND, DEV, proxy A-distance) from the source validation set and "
+            "the unlabeled target data, and log them as eval_selection_<name>. With --metric_for_best_model "
+            "selection_snd --load_best_model_at_end true the Trainer keeps the checkpoint SND prefers."
+        },
+    )
+    selection_target_rows: int = field(
+        default=1000, metadata={"help": "Unlabeled target rows the validators use (a fixed random subset)."}
+    )
+
+    def selection_callback(self, training_args, source_validation, target, data_collator):
+        """The `LabelFreeModelSelection` callback asked for (None when off), checked against the run's settings."""
+        if not self.label_free_selection:
+            return None
+        if training_args.eval_strategy == "no":
+            raise ValueError(
+                "`label_free_selection` scores the model at each evaluation, but `eval_strategy` is 'no': add "
+                "--eval_strategy steps --eval_steps <N>."
+            )
+        if source_validation is None:
+            raise ValueError(
+                "`label_free_selection` needs a labeled source validation set: give the source data a validation "
+                "split (--source_validation_split)."
+            )
+        from .model_selection import LabelFreeModelSelection
+
+        return LabelFreeModelSelection(
+            source_validation,
+            target,
+            data_collator=data_collator,
+            batch_size=training_args.per_device_eval_batch_size,
+            max_target_rows=self.selection_target_rows,
+            features=getattr(training_args, "alignment_features", "head_input"),
+            classifier_module=training_args.classifier_module,
+            seed=training_args.seed,
+        )
 
 
 # ---- arguments ----------------------------------------------------------------------------------------------------

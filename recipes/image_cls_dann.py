@@ -30,7 +30,7 @@ from transformers import default_data_collator, set_seed
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
-    ComparisonArguments,
+    EvaluationArguments,
     ImageModelArguments,
     check_columns,
     check_image_training_args,
@@ -97,12 +97,12 @@ RECIPE_DEFAULTS = {
 
 def parse_args(argv: list[str] | None = None):
     return parse_recipe_args(
-        (ImageModelArguments, DataArguments, ComparisonArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
+        (ImageModelArguments, DataArguments, EvaluationArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
     )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, comparison_args, training_args = parse_args(argv)
+    model_args, data_args, evaluation_args, training_args = parse_args(argv)
     setup_logging()
     check_image_training_args(training_args)
     seed = training_args.seed
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "target_test": describe_dataset(test_spec, data_args.target_test_split),
         },
     )
-    source_only_results = source_only_baseline(comparison_args.source_only_run, training_args, card_info)
+    source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
+    selection = evaluation_args.selection_callback(training_args, source_test, target, default_data_collator)
 
     trainer = DomainAdaptationTrainer(
         model=model,
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=image_processor,
         data_collator=default_data_collator,
         compute_metrics=compute_classification_metrics,
+        callbacks=[selection] if selection else None,
     )
     trainer.set_model_card_info(**card_info)
     trainer.set_baselines(source_only_results=source_only_results)

@@ -28,11 +28,11 @@ includes the transfer strategies: `--transfer_strategy lora|dora|ia3|feature_ext
 import os
 from dataclasses import dataclass, field
 
-from transformers import set_seed
+from transformers import DataCollatorWithPadding, set_seed
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
 from hf_transfer.recipe_utils import (
-    ComparisonArguments,
+    EvaluationArguments,
     TextModelArguments,
     check_columns,
     describe_dataset,
@@ -94,12 +94,12 @@ RECIPE_DEFAULTS = {
 
 def parse_args(argv: list[str] | None = None):
     return parse_recipe_args(
-        (TextModelArguments, DataArguments, ComparisonArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
+        (TextModelArguments, DataArguments, EvaluationArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
     )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, comparison_args, training_args = parse_args(argv)
+    model_args, data_args, evaluation_args, training_args = parse_args(argv)
     setup_logging()
     seed = training_args.seed
 
@@ -156,7 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "target_test": describe_dataset(test_spec, data_args.target_test_split),
         },
     )
-    source_only_results = source_only_baseline(comparison_args.source_only_run, training_args, card_info)
+    source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
+    selection = evaluation_args.selection_callback(
+        training_args, validation, target, DataCollatorWithPadding(tokenizer)
+    )
 
     trainer = DomainAdaptationTrainer(
         model=model,
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=eval_sets,
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics,
+        callbacks=[selection] if selection else None,
     )
     trainer.set_model_card_info(**card_info)
     trainer.set_baselines(source_only_results=source_only_results)
