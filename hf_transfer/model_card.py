@@ -75,6 +75,7 @@ def write_model_card(
     tags: str | list[str] | None = None,
     datasets: str | list[str] | None = None,
     pipeline_tag: str | None = None,
+    diagnostics: dict | None = None,
 ) -> str:
     """Render the card of a finished run into `output_dir/README.md` (default: `trainer.args.output_dir`).
 
@@ -89,6 +90,8 @@ def write_model_card(
             (same evaluation sets): a source-only run (same model, data, steps and seed, no alignment loss) and an
             oracle trained on target labels. The card then compares, reports the gap closed and flags negative
             transfer (see `hf_transfer.TransferReport`).
+        diagnostics: `TransferDiagnostics.after`'s results (proxy A-distance before/after, the plot's file name,
+            next to the card); shown in a final card.
         language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
             datasets are added to the card's own).
     """
@@ -286,6 +289,7 @@ def write_model_card(
         methods=methods,
         hyperparameters=hyperparameters,
         comparison=comparison,
+        diagnostics=diagnostics if checkpoint_step is None else None,
         negative_transfer=[row for row in comparison if row["negative"]],
         training_time=training_time,
         results_heading=results_heading,

@@ -126,6 +126,41 @@ class EvaluationArguments:
     selection_target_rows: int = field(
         default=1000, metadata={"help": "Unlabeled target rows the validators use (a fixed random subset)."}
     )
+    transfer_diagnostics: bool = field(
+        default=False,
+        metadata={
+            "help": "Compare source and target features before and after training: proxy A-distance and a 2-D PCA "
+            "plot (transfer_diagnostics.png), written to output_dir and shown in the model card."
+        },
+    )
+    diagnostics_rows: int = field(
+        default=500, metadata={"help": "Rows per domain for --transfer_diagnostics (a fixed random subset)."}
+    )
+
+    def diagnostics(self, training_args, source_validation, target, data_collator, model):
+        """`TransferDiagnostics` with the model's features before training recorded (None when off, or on
+        processes other than the main one, which writes the output)."""
+        if not self.transfer_diagnostics or training_args.process_index != 0:
+            return None
+        if source_validation is None:
+            raise ValueError(
+                "`transfer_diagnostics` compares held-out source rows with target rows: give the source data a "
+                "validation split (--source_validation_split)."
+            )
+        from .diagnostics import TransferDiagnostics
+
+        diagnostics = TransferDiagnostics(
+            source_validation,
+            target,
+            data_collator=data_collator,
+            batch_size=training_args.per_device_eval_batch_size,
+            max_rows=self.diagnostics_rows,
+            features=getattr(training_args, "alignment_features", "head_input"),
+            classifier_module=training_args.classifier_module,
+            seed=training_args.seed,
+        )
+        diagnostics.before(model.to(training_args.device))
+        return diagnostics
 
     def selection_callback(self, training_args, source_validation, target, data_collator):
         """The `LabelFreeModelSelection` callback asked for (None when off), checked against the run's settings."""

@@ -196,6 +196,11 @@ class TransferLearningMixin:
         """
         self._baselines = {"source_only_results": source_only_results, "oracle_results": oracle_results}
 
+    def set_transfer_diagnostics(self, diagnostics: dict | None) -> None:
+        """The results of `hf_transfer.diagnostics.TransferDiagnostics.after` (proxy A-distance before and after
+        training, the plot's file name in `output_dir`), shown in the final model card."""
+        self._diagnostics = diagnostics
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """`Trainer.save_model`, plus a model card `README.md` next to the saved model: in `output_dir` (or the
         folder given) describing the run so far, and in every checkpoint (before it can be pushed) stating its step.
@@ -277,6 +282,7 @@ class TransferLearningMixin:
         if not self.is_world_process_zero():
             return
         info = {**getattr(self, "_model_card_info", {}), **getattr(self, "_baselines", {})}
+        info["diagnostics"] = getattr(self, "_diagnostics", None)
         if finetuned_from and not info.get("base_model"):
             info["base_model"] = finetuned_from
         info.update(

@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
     selection = evaluation_args.selection_callback(training_args, source_test, target, default_data_collator)
+    diagnostics = evaluation_args.diagnostics(training_args, source_test, target, default_data_collator, model)
 
     trainer = DomainAdaptationTrainer(
         model=model,
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer.set_model_card_info(**card_info)
     trainer.set_baselines(source_only_results=source_only_results)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if diagnostics is not None:
+        trainer.set_transfer_diagnostics(diagnostics.after(trainer.model, training_args.output_dir))
     return finish_run(
         trainer,
         train_result,

@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         },
     )
     source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
-    selection = evaluation_args.selection_callback(
-        training_args, validation, target, DataCollatorWithPadding(tokenizer)
-    )
+    collator = DataCollatorWithPadding(tokenizer)
+    selection = evaluation_args.selection_callback(training_args, validation, target, collator)
+    diagnostics = evaluation_args.diagnostics(training_args, validation, target, collator, model)
 
     trainer = DomainAdaptationTrainer(
         model=model,
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer.set_model_card_info(**card_info)
     trainer.set_baselines(source_only_results=source_only_results)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if diagnostics is not None:
+        trainer.set_transfer_diagnostics(diagnostics.after(trainer.model, training_args.output_dir))
     return finish_run(
         trainer,
         train_result,

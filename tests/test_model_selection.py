@@ -190,3 +190,29 @@ def test_the_recipe_refuses_label_free_selection_without_evaluations(tmp_path, t
     argv = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"), *QUICK]
     with pytest.raises(ValueError, match="`label_free_selection` .* `eval_strategy` is 'no': add --eval_strategy"):
         load_recipe("text_cls_dann").main(argv + ["--label_free_selection", "true"])
+
+
+def test_transfer_diagnostics_write_the_plot_and_the_proxy_a_distance(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *QUICK]
+    argv += ["--transfer_diagnostics", "true", "--diagnostics_rows", "16"]
+    load_recipe("text_cls_dann").main(argv)
+    results = json.loads((out / "transfer_diagnostics.json").read_text())
+    assert 0.0 <= results["proxy_a_distance_before"] <= 2.0 and 0.0 <= results["proxy_a_distance_after"] <= 2.0
+    assert results["source_rows"] == 16 and results["target_rows"] == 16
+    assert (out / "transfer_diagnostics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (out / "README.md").read_text()
+    assert "## Transfer diagnostics" in card and "](transfer_diagnostics.png)" in card
+    assert f"**{results['proxy_a_distance_before']:.2f}** before" in card
+
+
+def test_image_recipe_with_label_free_selection_and_diagnostics(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--model_type", "resnet", "--image_size", "16", "--output_dir", str(out), "--use_cpu", "true"]
+    argv += ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_train_samples", "32"]
+    argv += ["--max_eval_samples", "16", "--max_target_samples", "32", "--eval_strategy", "steps", "--eval_steps", "1"]
+    argv += ["--label_free_selection", "true", "--selection_target_rows", "16", "--transfer_diagnostics", "true"]
+    argv += ["--diagnostics_rows", "16"]
+    metrics = load_recipe("image_cls_dann").main(argv)
+    assert {f"eval_selection_{v}" for v in VALIDATORS} <= set(metrics)
+    assert (out / "transfer_diagnostics.png").exists() and "## Transfer diagnostics" in (out / "README.md").read_text()
