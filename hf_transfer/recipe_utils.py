@@ -20,6 +20,7 @@ from .cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
 from .data import load_domain_dataset
 from .features import FEATURE_POOLINGS
 from .model_card import describe_source
+from .transfer_report import TransferReport
 
 logger = logging.getLogger(__name__)
 
@@ -531,6 +532,11 @@ def finish_run(
     if trainer.is_world_process_zero():
         facts = run_facts(trainer.args, getattr(trainer, "_model_card_info", {}))
         summary = {"facts": facts, "metrics": {k: v for k, v in metrics.items() if k.startswith("eval_")}}
+        baselines = getattr(trainer, "_baselines", {})
+        if any(baselines.values()):
+            summary["transfer_report"] = [r.to_dict() for r in TransferReport.from_results(metrics, **baselines)]
+        if getattr(trainer, "_diagnostics", None):
+            summary["transfer_diagnostics"] = trainer._diagnostics
         with open(os.path.join(trainer.args.output_dir, RUN_SUMMARY_NAME), "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
     if trainer.args.push_to_hub:

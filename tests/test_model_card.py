@@ -138,6 +138,9 @@ def test_source_only_run_puts_the_baseline_in_the_card(tmp_path, tiny_model_dir)
     )
     assert row in card
     assert ("**Negative transfer.**" in card) == (gain < 0)
+    [accuracy, _] = json.loads((out / "hf_transfer_run.json").read_text())["transfer_report"]
+    assert accuracy["source_only"] == baseline["eval_target_test_accuracy"]
+    assert accuracy["negative_transfer"] == (gain < 0) and accuracy["gap_closed"] is None  # no oracle measured
 
 
 @pytest.mark.parametrize(
