@@ -10,6 +10,7 @@ from .losses import (
     dann_coefficient,
     domain_adversarial_loss,
     gradient_reversal,
+    information_maximization_loss,
     mmd_loss,
 )
 from .metrics import compute_classification_metrics, load_metric
@@ -40,6 +41,7 @@ __all__ = [
     "domain_adversarial_loss",
     "extract_features",
     "gradient_reversal",
+    "information_maximization_loss",
     "label_free_validators",
     "layer_groups",
     "linear_probe",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from .features import FEATURE_POOLINGS
 from .transfer_config import TransferConfig
 
-ADAPTATION_LOSSES = ("dann", "mmd", "coral")
+ADAPTATION_LOSSES = ("dann", "mmd", "coral", "im")
 ALIGNMENT_FEATURES = FEATURE_POOLINGS
 
 
@@ -25,7 +25,8 @@ class DomainAdaptationConfig(TransferConfig):
     Parameters:
         adaptation_loss (`list[str]`, defaults to `["dann"]`):
             Alignment losses added to the source classification loss, any combination of `"dann"` (Ganin et al.,
-            JMLR 2016), `"mmd"` (multi-kernel MMD, DAN, Long et al., ICML 2015) and `"coral"` (Sun & Saenko, 2016).
+            JMLR 2016), `"mmd"` (multi-kernel MMD, DAN, Long et al., ICML 2015), `"coral"` (Sun & Saenko, 2016) and
+            `"im"` (information maximisation of the target predictions, Shi & Sha 2012; SHOT, Liang et al. 2020).
             An empty list (`--adaptation_loss none` on the command line) trains the source-only baseline.
         adaptation_loss_weights (`list[float]` or `None`, defaults to `None`):
             One weight per entry of `adaptation_loss`; `None` weighs every loss 1.0.
@@ -53,7 +54,8 @@ class DomainAdaptationConfig(TransferConfig):
     adaptation_loss: list[str] = field(
         default_factory=lambda: ["dann"],
         metadata={
-            "help": "Alignment losses added to the source classification loss: any of 'dann', 'mmd', 'coral'. "
+            "help": "Alignment losses added to the source classification loss: any of 'dann', 'mmd', 'coral', 'im' "
+            "(information maximisation of the target predictions). "
             "Use 'none' (or an empty list in a config file) for the source-only baseline."
         },
     )

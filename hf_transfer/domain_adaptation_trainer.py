@@ -22,7 +22,14 @@ from transformers.trainer_utils import seed_worker
 
 from .domain_adaptation_config import DomainAdaptationConfig
 from .features import capture_head_input, feature_dim, pool_features
-from .losses import DomainDiscriminator, coral_loss, dann_coefficient, domain_adversarial_loss, mmd_loss
+from .losses import (
+    DomainDiscriminator,
+    coral_loss,
+    dann_coefficient,
+    domain_adversarial_loss,
+    information_maximization_loss,
+    mmd_loss,
+)
 from .transfer_trainer import TransferLearningMixin
 
 DOMAIN_LABELS_KEY = "domain_labels"
@@ -327,7 +334,10 @@ class DomainAdaptationMixin(TransferLearningMixin):
                 features = pool_features(captured["features"], None, "head_input")
             source, target = features[domain_labels == 0], features[domain_labels == 1]
             for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
-                value = self._alignment_loss(name, source, target)
+                if name == "im":  # on the target predictions, not the features
+                    value = information_maximization_loss(logits[domain_labels == 1])
+                else:
+                    value = self._alignment_loss(name, source, target)
                 self._record(f"loss/{name}", value)
                 loss = loss + weight * value
 

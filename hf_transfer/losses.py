@@ -160,3 +160,19 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = source.shape[1]
         difference = torch.cov(source.T) - torch.cov(target.T)
         return difference.pow(2).sum() / (4.0 * d * d)
+
+
+def information_maximization_loss(target_logits: torch.Tensor) -> torch.Tensor:
+    """Information maximisation on unlabeled target rows (Shi & Sha, ICML 2012; SHOT, Liang et al., ICML 2020):
+    mean_i H(p_i) − H(mean_i p_i), to be minimised.
+
+    The first term makes each target prediction confident, the second keeps the predicted classes diverse (without
+    it, entropy minimisation collapses onto one class). `target_logits` is `(m, C)`, m ≥ 1.
+    """
+    with torch.autocast(device_type=target_logits.device.type, enabled=False):
+        log_probs = torch.log_softmax(target_logits.float(), dim=1)
+        probs = log_probs.exp()
+        conditional = -(probs * log_probs).sum(dim=1).mean()
+        mean = probs.mean(dim=0)
+        marginal = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+        return conditional - marginal

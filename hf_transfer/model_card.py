@@ -28,6 +28,12 @@ METHODS = {
         "multi-kernel maximum mean discrepancy between source and target features",
         "Long et al., *Learning Transferable Features with Deep Adaptation Networks*, ICML 2015",
     ),
+    "im": (
+        "IM",
+        "information maximisation: confident and diverse predictions on the unlabeled target rows",
+        "Shi & Sha, *Information-Theoretical Learning of Discriminative Clusters for Unsupervised Domain "
+        "Adaptation*, ICML 2012; Liang et al., *Do We Really Need to Access the Source Data?* (SHOT), ICML 2020",
+    ),
     "coral": (
         "CORAL",
         "matching the covariances of source and target features",
@@ -252,7 +258,8 @@ def write_model_card(
     )
     methods = [dict(zip(("name", "description", "citation"), METHODS[name])) for name in losses]
     if losses:
-        method_sentence = "using " + " + ".join(METHODS[n][0] for n in losses) + " to align source and target features."
+        purpose = "adapt to the target domain" if "im" in losses else "align source and target features"
+        method_sentence = "using " + " + ".join(METHODS[n][0] for n in losses) + f" to {purpose}."
     elif adapting:
         method_sentence = "as a source-only baseline (no alignment loss)."
     else:

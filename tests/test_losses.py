@@ -144,3 +144,21 @@ def test_losses_are_autocast_safe():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert mmd_loss(source.bfloat16(), target.bfloat16()).dtype == torch.float32
         assert coral_loss(source.bfloat16(), target.bfloat16()).dtype == torch.float32
+
+
+def test_information_maximization_matches_hand_written_reference_and_prefers_confident_diverse_predictions():
+    from hf_transfer import information_maximization_loss
+
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    probs = logits.softmax(dim=1)
+    conditional = sum(-(p * p.log()).sum() for p in probs) / 6
+    mean = probs.mean(dim=0)
+    expected = conditional + (mean * mean.log()).sum()
+    torch.testing.assert_close(information_maximization_loss(logits), expected)
+    confident_diverse = torch.eye(3)[[0, 1, 2, 0, 1, 2]] * 30.0
+    collapsed = torch.eye(3)[[0] * 6] * 30.0
+    assert information_maximization_loss(confident_diverse) == pytest.approx(-math.log(3), abs=1e-6)
+    assert information_maximization_loss(collapsed) == pytest.approx(0.0, abs=1e-6)
+    logits.requires_grad_(True)
+    information_maximization_loss(logits).backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0

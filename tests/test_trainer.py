@@ -430,3 +430,27 @@ def test_save_merged_model_without_peft_is_a_clear_error(tmp_path, text_domains,
     trainer = make_trainer(tmp_path, text_domains, tokenizer)
     with pytest.raises(ValueError, match="needs a model trained with a PEFT adapter"):
         trainer.save_merged_model(str(tmp_path / "merged"))
+
+
+def test_information_maximization_is_computed_on_the_target_predictions(tmp_path, text_domains, tokenizer, monkeypatch):
+    import hf_transfer.domain_adaptation_trainer as module
+
+    config = tiny_bert().config
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.load_state_dict(tiny_bert().state_dict())
+    trainer = make_trainer(tmp_path, text_domains, tokenizer, model=model, adaptation_loss=["im"], max_steps=3)
+    assert trainer.domain_discriminator is None  # IM needs no discriminator
+    batch = next(iter(trainer.get_train_dataloader()))  # the sampler is deterministic: the first training batch
+    is_target = batch[DOMAIN_LABELS_KEY] == 1
+    assert is_target.any() and (~is_target).any()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    seen = []
+    real = module.information_maximization_loss
+    monkeypatch.setattr(module, "information_maximization_loss", lambda x: seen.append(x.detach()) or real(x))
+    trainer.train()
+    assert len(seen) == 3
+    torch.testing.assert_close(seen[0], logits[is_target])  # exactly the target rows' logits of the first batch
+    logged = [e["loss/im"] for e in trainer.state.log_history if "loss/im" in e]
+    assert len(logged) == 3 and logged[0] == pytest.approx(real(logits[is_target]).item(), abs=1e-6)
