@@ -238,10 +238,11 @@ class LabelFreeModelSelection(TrainerCallback):
             classifier_module=self.classifier_module,
             features=self.features,
         )
-        source = embed_and_predict(model, self.source_validation, **kwargs)
+        with torch.random.fork_rng(devices=[]):  # building DataLoaders draws from torch's generator: keep it
+            source = embed_and_predict(model, self.source_validation, **kwargs)
+            target = embed_and_predict(model, self.target, **kwargs)
         if source["labels"] is None:
             raise ValueError("`source_validation` has no `label` or `labels` column.")
-        target = embed_and_predict(model, self.target, **kwargs)
         return label_free_validators(
             source["logits"],
             source["labels"],

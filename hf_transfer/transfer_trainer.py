@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 
@@ -146,6 +147,20 @@ class TransferLearningMixin:
         optimizer.param_groups = []
         for group in groups:
             optimizer.add_param_group(group)
+
+    # ---- evaluation -------------------------------------------------------------------------------------------
+
+    def evaluate(self, *args, **kwargs) -> dict[str, float]:
+        """`Trainer.evaluate`, leaving the random number generators as they were.
+
+        Building an evaluation DataLoader draws from torch's global generator, so with a plain Trainer an
+        evaluation during training changes the dropout masks of every later step: the same run with and without
+        `eval_strategy` ends with different weights. Here evaluating (and what callbacks do in `on_evaluate`, such
+        as `LabelFreeModelSelection`) leaves training exactly as it would be without it.
+        """
+        devices = [self.args.device] if self.args.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return super().evaluate(*args, **kwargs)
 
     # ---- export -----------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from conftest import load_recipe, tiny_bert
 from transformers import DataCollatorWithPadding
 
@@ -216,3 +217,39 @@ def test_image_recipe_with_label_free_selection_and_diagnostics(tmp_path):
     metrics = load_recipe("image_cls_dann").main(argv)
     assert {f"eval_selection_{v}" for v in VALIDATORS} <= set(metrics)
     assert (out / "transfer_diagnostics.png").exists() and "## Transfer diagnostics" in (out / "README.md").read_text()
+
+
+def test_evaluating_during_training_leaves_the_training_unchanged(tmp_path, text_domains, tokenizer):
+    """Evaluations and the validators draw no random numbers from training: the same weights with or without."""
+
+    def final_weights(name, **kwargs):
+        source, target, target_test = text_domains
+        args = DomainAdaptationConfig(
+            output_dir=str(tmp_path / name),
+            max_steps=4,
+            per_device_train_batch_size=8,
+            learning_rate=5e-3,
+            save_strategy="no",
+            use_cpu=True,
+            report_to="none",
+            **kwargs,
+        )
+        callbacks = []
+        if kwargs:
+            collator = DataCollatorWithPadding(tokenizer)
+            callbacks = [LabelFreeModelSelection(source.select(range(8)), target, collator, max_target_rows=8)]
+        trainer = DomainAdaptationTrainer(
+            model=tiny_bert(),  # dropout 0.1: every random draw shows in the weights
+            args=args,
+            train_dataset=source,
+            target_dataset=target,
+            eval_dataset={"target_test": target_test},
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+        trainer.train()
+        return {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+
+    plain = final_weights("plain")
+    evaluated = final_weights("evaluated", eval_strategy="steps", eval_steps=1)
+    assert all(torch.equal(plain[name], evaluated[name]) for name in plain)
