@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,15 +74,24 @@ def recipe_command(source: str, target: str, loss: str, seed: int, output_dir: P
 
 
 def run(command: list[str], output_dir: Path) -> tuple[dict, float]:
-    """Run one recipe process; its trainer state (the log) and wall seconds. The model files are removed after."""
-    start = time.perf_counter()
+    """Run one recipe process; its trainer state (the log) and wall seconds. The model files are removed after.
+
+    The state also gets `cpu_seconds` (user + system time of the process): unlike wall time, it hardly changes
+    when something else runs on the machine at the same time."""
+    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     state = json.loads((output_dir / "trainer_state.json").read_text())
+    state["cpu_seconds"] = _children_cpu_seconds() - cpu_start
     state["all_results"] = json.loads((output_dir / "all_results.json").read_text())
     for weights in output_dir.glob("*.safetensors"):
         weights.unlink()  # ~90 MB each; the benchmark keeps the logs, results and card
     return state, wall
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def evaluations(state: dict) -> list[dict]:
@@ -133,6 +143,7 @@ def adaptation_records(source: str, target: str, method: str, seed: int, args) -
         "seed": seed,
         "steps": args.max_steps,
         "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(state["cpu_seconds"], 1),
         "train_runtime": state["all_results"]["train_runtime"],
         "command": " ".join(command[1:]),
         "history": history,
@@ -173,7 +184,7 @@ def oracle_folds(target: str, seed: int, folder: Path) -> list[tuple[Path, Path]
 
 def oracle_records(target: str, seed: int, args) -> list[dict]:
     folder = Path(args.output_root) / f"oracle_{target}_seed{seed}"
-    folds, commands, wall, runtime = [], [], 0.0, 0.0
+    folds, commands, wall, cpu, runtime = [], [], 0.0, 0.0, 0.0
     for i, (train_file, test_file) in enumerate(oracle_folds(target, seed, folder / "data")):
         output_dir = folder / f"fold{i}"
         command = recipe_command(
@@ -190,6 +201,7 @@ def oracle_records(target: str, seed: int, args) -> list[dict]:
         folds.append((evaluations(state)[-1], rows))
         commands.append(" ".join(command[1:]))
         wall += seconds
+        cpu += state["cpu_seconds"]
         runtime += state["all_results"]["train_runtime"]
     total = sum(rows for _, rows in folds)
     return [
@@ -200,6 +212,7 @@ def oracle_records(target: str, seed: int, args) -> list[dict]:
             "seed": seed,
             "steps": args.max_steps,
             "wall_seconds": round(wall, 1),
+            "cpu_seconds": round(cpu, 1),
             "train_runtime": round(runtime, 2),
             "command": " && ".join(commands),
             "selection_rule": "last",
