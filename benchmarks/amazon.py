@@ -20,34 +20,30 @@ Each run is the recipe's command line, a separate process; its wall time is the 
 `--output` (JSON), one record per run and selection rule, and are appended: a run already there (same pair, method,
 seed and protocol) is skipped, so a long benchmark can be split across sessions. Tables: the same name with `.md`.
 
-Selection rules (which checkpoint of a run is reported): `last` (the end of training, what the recipe saves),
-`oracle` (the best target accuracy: uses target labels, for reference only) and one per label-free validator
-(`source_accuracy`, `target_entropy`, `im`, `snd`, `dev`, `proxy_a_distance`).
+Selection rules: see `benchmarks/common.py`.
 """
 
 import argparse
 import hashlib
 import json
-import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hf_transfer.model_selection import VALIDATORS, best_step  # noqa: E402
+from common import RULES, ResultsFile, evaluations, lookup, pct, run_recipe, selection_records
 
 RECIPE = "recipes/text_cls_dann.py"
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
 PAIRS = [f"{s}:{t}" for s in DOMAINS for t in DOMAINS if s != t]
-METHODS = ("source_only", "dann", "mmd", "coral", "oracle")
-LOSS = {"source_only": "none", "dann": "dann", "mmd": "mmd", "coral": "coral"}
-RULES = ("last", "oracle", *VALIDATORS)
+# method -> the recipe arguments that make it (everything else is the protocol, the same for all)
+METHODS = {
+    "source_only": ["--adaptation_loss", "none"],
+    "dann": ["--adaptation_loss", "dann"],
+    "mmd": ["--adaptation_loss", "mmd"],
+    "coral": ["--adaptation_loss", "coral"],
+}
+NAMES = {"source_only": "source-only", "dann": "DANN", "mmd": "MMD", "coral": "CORAL"}
 
 
 def protocol_of(args) -> dict:
@@ -63,9 +59,9 @@ def protocol_of(args) -> dict:
     }
 
 
-def recipe_command(source: str, target: str, loss: str, seed: int, output_dir: Path, args, **data) -> list[str]:
-    command = [sys.executable, RECIPE, "--source_dataset", source, "--target_dataset", target]
-    command += ["--adaptation_loss", loss, "--seed", str(seed), "--output_dir", str(output_dir)]
+def recipe_command(source: str, target: str, method_args: list[str], seed: int, output_dir: Path, args, **data):
+    command = [sys.executable, RECIPE, "--source_dataset", source, "--target_dataset", target, *method_args]
+    command += ["--seed", str(seed), "--output_dir", str(output_dir)]
     command += ["--max_steps", str(args.max_steps), "--eval_strategy", "steps", "--eval_steps", str(args.eval_steps)]
     command += ["--save_strategy", "no", "--report_to", "none"]
     for name, value in data.items():
@@ -73,93 +69,32 @@ def recipe_command(source: str, target: str, loss: str, seed: int, output_dir: P
     return command + args.extra
 
 
-def run(command: list[str], output_dir: Path) -> tuple[dict, float]:
-    """Run one recipe process; its trainer state (the log) and wall seconds. The model files are removed after.
-
-    The state also gets `cpu_seconds` (user + system time of the process): unlike wall time, it hardly changes
-    when something else runs on the machine at the same time."""
-    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    state["cpu_seconds"] = _children_cpu_seconds() - cpu_start
-    state["all_results"] = json.loads((output_dir / "all_results.json").read_text())
-    for weights in output_dir.glob("*.safetensors"):
-        weights.unlink()  # ~90 MB each; the benchmark keeps the logs, results and card
-    return state, wall
-
-
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def evaluations(state: dict) -> list[dict]:
-    """One entry per evaluation during training: step, target/source metrics and the validators."""
-    by_step: dict[int, dict] = {}
-    for entry in state["log_history"]:
-        step = entry.get("step")
-        keys = [k for k in entry if k.startswith("eval_")]
-        if step is None or not keys:
-            continue
-        current = by_step.setdefault(step, {"step": step})
-        for key in keys:
-            current.setdefault(key[len("eval_") :], entry[key])  # the first (in-training) evaluation of a step
-    history = []
-    for step in sorted(by_step):
-        entry = by_step[step]
-        record = {
-            "step": step,
-            "target_accuracy": entry.get("target_test_accuracy"),
-            "target_macro_f1": entry.get("target_test_macro_f1"),
-            "source_validation_accuracy": entry.get("source_validation_accuracy"),
-        }
-        record.update({name: entry.get(f"selection_{name}") for name in VALIDATORS})
-        history.append(record)
-    return history
-
-
 def adaptation_records(source: str, target: str, method: str, seed: int, args) -> list[dict]:
     output_dir = Path(args.output_root) / f"{source}_{target}_{method}_seed{seed}"
     command = recipe_command(
         f"amazon:{source}",
         f"amazon:{target}",
-        LOSS[method],
+        METHODS[method],
         seed,
         output_dir,
         args,
         label_free_selection="true",
         selection_target_rows=args.selection_target_rows,
     )
-    state, wall = run(command, output_dir)
-    history = evaluations(state)
-    complete = [h for h in history if all(h[name] is not None for name in VALIDATORS)]
-    chosen = {"last": history[-1], "oracle": max(history, key=lambda h: (h["target_accuracy"], h["step"]))}
-    chosen.update({name: best_step(complete, name) for name in VALIDATORS})
+    run = run_recipe(command, output_dir)
     base = {
         "source": source,
         "target": target,
         "method": method,
         "seed": seed,
         "steps": args.max_steps,
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(state["cpu_seconds"], 1),
-        "train_runtime": state["all_results"]["train_runtime"],
+        "wall_seconds": round(run["wall_seconds"], 1),
+        "cpu_seconds": round(run["cpu_seconds"], 1),
+        "train_runtime": run["results"]["train_runtime"],
         "command": " ".join(command[1:]),
-        "history": history,
     }
-    return [
-        {
-            **base,
-            "selection_rule": rule,
-            "selected_step": entry["step"],
-            "target_accuracy": entry["target_accuracy"],
-            "target_macro_f1": entry["target_macro_f1"],
-            "source_validation_accuracy": entry["source_validation_accuracy"],
-            "validators": {name: entry[name] for name in VALIDATORS},
-        }
-        for rule, entry in chosen.items()
-    ]
+    history = evaluations(run["log_history"])
+    return selection_records({**base, "history": history}, history)
 
 
 def oracle_folds(target: str, seed: int, folder: Path) -> list[tuple[Path, Path]]:
@@ -188,21 +123,21 @@ def oracle_records(target: str, seed: int, args) -> list[dict]:
     for i, (train_file, test_file) in enumerate(oracle_folds(target, seed, folder / "data")):
         output_dir = folder / f"fold{i}"
         command = recipe_command(
-            str(train_file.relative_to(ROOT) if train_file.is_relative_to(ROOT) else train_file),
+            str(train_file),
             f"amazon:{target}",
-            "none",
+            METHODS["source_only"],
             seed,
             output_dir,
             args,
-            target_test_dataset=test_file.relative_to(ROOT) if test_file.is_relative_to(ROOT) else test_file,
+            target_test_dataset=test_file,
         )
-        state, seconds = run(command, output_dir)
+        run = run_recipe(command, output_dir)
         rows = sum(1 for _ in test_file.open())
-        folds.append((evaluations(state)[-1], rows))
+        folds.append((evaluations(run["log_history"])[-1], rows))
         commands.append(" ".join(command[1:]))
-        wall += seconds
-        cpu += state["cpu_seconds"]
-        runtime += state["all_results"]["train_runtime"]
+        wall += run["wall_seconds"]
+        cpu += run["cpu_seconds"]
+        runtime += run["results"]["train_runtime"]
     total = sum(rows for _, rows in folds)
     return [
         {
@@ -227,101 +162,90 @@ def oracle_records(target: str, seed: int, args) -> list[dict]:
 # ---- report ---------------------------------------------------------------------------------------------------------
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+def _accuracy(records: list[dict], pair: str, method: str, rule: str = "last") -> float | None:
+    source, target = pair.split(":")
+    found = lookup(records, source=source, target=target, method=method, selection_rule=rule)
+    return None if found is None else found["target_accuracy"]
 
 
-def _lookup(records: list[dict], **match) -> dict | None:
-    found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
-    return found[0] if found else None
+def _oracle(records: list[dict], target: str) -> float | None:
+    found = lookup(records, source=target, target=target, method="oracle")
+    return None if found is None else found["target_accuracy"]
 
 
 def report(records: list[dict]) -> str:
-    pairs = [p for p in PAIRS if any(r["source"] + ":" + r["target"] == p for r in records)]
+    from hf_transfer.transfer_report import TransferReport
+
+    pairs = [p for p in PAIRS if any(f"{r['source']}:{r['target']}" == p for r in records)]
+    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
+    adapted = [m for m in methods if m != "source_only"]
     lines = ["## Target-test accuracy (%) per pair, last checkpoint", ""]
-    lines += ["| pair | source-only | DANN | MMD | CORAL | oracle (target) |", "|---|---|---|---|---|---|"]
+    lines += ["| pair | " + " | ".join(NAMES.get(m, m) for m in methods) + " | oracle (target labels) |"]
+    lines += ["|---|" + "---|" * (len(methods) + 1)]
     for pair in pairs:
-        source, target = pair.split(":")
-        cells = [
-            _pct(
-                (_lookup(records, source=source, target=target, method=m, selection_rule="last") or {}).get(
-                    "target_accuracy"
-                )
-            )
-            for m in ("source_only", "dann", "mmd", "coral")
-        ]
-        oracle = _lookup(records, source=target, target=target, method="oracle")
+        cells = [pct(_accuracy(records, pair, m)) for m in methods]
+        oracle = _oracle(records, pair.split(":")[1])
+        lines.append(f"| {pair.replace(':', ' → ')} | " + " | ".join(cells) + f" | {pct(oracle)} |")
+
+    lines += ["", "## Against source-only, last checkpoint (pairs where both ran)", ""]
+    lines += ["| method | pairs | mean gain (points) | better than source-only | mean gap closed |"]
+    lines += ["|---|---|---|---|---|"]
+    for method in adapted:
+        rows = []
+        for pair in pairs:
+            value, baseline = _accuracy(records, pair, method), _accuracy(records, pair, "source_only")
+            if value is not None and baseline is not None:
+                rows.append(TransferReport("accuracy", value, baseline, _oracle(records, pair.split(":")[1])))
+        if not rows:
+            continue
+        gaps = [r.gap_closed for r in rows if r.gap_closed is not None]
+        gap = f"{statistics.mean(gaps):.2f} ({len(gaps)} pairs with an oracle)" if gaps else "–"
         lines.append(
-            f"| {source} → {target} | " + " | ".join(cells) + f" | {_pct((oracle or {}).get('target_accuracy'))} |"
+            f"| {NAMES.get(method, method)} | {len(rows)} | {100 * statistics.mean(r.gain for r in rows):+.2f} | "
+            f"{sum(r.gain > 0 for r in rows)} of {len(rows)} | {gap} |"
         )
 
     lines += ["", "## Checkpoint selection: mean target-test accuracy (%) over the pairs run", ""]
+    lines += ["`oracle` selection reads target labels (reference only); the others do not.", ""]
     lines += ["| method | pairs | " + " | ".join(RULES) + " |", "|---|---|" + "---|" * len(RULES)]
-    for method in ("source_only", "dann", "mmd", "coral"):
-        done = [p for p in pairs if _lookup(records, source=p.split(":")[0], target=p.split(":")[1], method=method)]
-        if not done:
-            continue
-        cells = []
-        for rule in RULES:
-            values = [
-                _lookup(records, source=p.split(":")[0], target=p.split(":")[1], method=method, selection_rule=rule)[
-                    "target_accuracy"
-                ]
-                for p in done
-            ]
-            cells.append(_pct(statistics.mean(values)))
-        lines.append(f"| {method} | {len(done)} | " + " | ".join(cells) + " |")
+    for method in methods:
+        done = [p for p in pairs if _accuracy(records, p, method) is not None]
+        cells = [pct(statistics.mean(_accuracy(records, p, method, rule) for p in done)) for rule in RULES]
+        lines.append(f"| {NAMES.get(method, method)} | {len(done)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=PAIRS, choices=PAIRS, metavar="SOURCE:TARGET")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=[*METHODS, "oracle"], choices=[*METHODS, "oracle"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--max_steps", type=int, default=150)
     parser.add_argument("--eval_steps", type=int, default=50)
     parser.add_argument("--selection_target_rows", type=int, default=1000)
-    parser.add_argument("--output_root", default="outputs/benchmarks/amazon")
+    parser.add_argument("--output_root", default="outputs/benchmarks/amazon", help="Relative to the repository root.")
     parser.add_argument("--output", default="benchmarks/results/amazon.json")
     parser.add_argument("--report_only", action="store_true", help="Only rewrite the tables from --output.")
     args, args.extra = parser.parse_known_args()  # anything else goes to the recipe
 
-    output = Path(args.output)
-    results = json.loads(output.read_text()) if output.exists() else {"protocols": {}, "records": []}
-    protocol = protocol_of(args)
-    protocol_id = hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
-    results["protocols"][protocol_id] = protocol
-
-    def save():
-        output.parent.mkdir(parents=True, exist_ok=True)
-        results["machine"] = f"{os.cpu_count()} CPU cores"
-        output.write_text(json.dumps(results, indent=1) + "\n")
-        current = [r for r in results["records"] if r["protocol"] == protocol_id]
-        output.with_suffix(".md").write_text(report(current))
-
-    def done(**match) -> bool:
-        return _lookup(results["records"], protocol=protocol_id, **match) is not None
-
+    results = ResultsFile(args.output, protocol_of(args), report)
     if not args.report_only:
         for seed in args.seeds:
             for pair in args.pairs:
                 source, target = pair.split(":")
                 for method in [m for m in args.methods if m != "oracle"]:
-                    if done(source=source, target=target, method=method, seed=seed):
+                    if results.done(source=source, target=target, method=method, seed=seed):
                         continue
                     new = adaptation_records(source, target, method, seed, args)
-                    results["records"] += [{**r, "protocol": protocol_id} for r in new]
-                    save()
+                    results.add(new)
                     print(f"{pair} {method} seed {seed}: last {new[0]['target_accuracy']:.4f}", flush=True)
-                if "oracle" in args.methods and not done(target=target, method="oracle", seed=seed):
+                if "oracle" in args.methods and not results.done(target=target, method="oracle", seed=seed):
                     new = oracle_records(target, seed, args)
-                    results["records"] += [{**r, "protocol": protocol_id} for r in new]
-                    save()
+                    results.add(new)
                     print(f"oracle {target} seed {seed}: {new[0]['target_accuracy']:.4f}", flush=True)
                     shutil.rmtree(Path(args.output_root) / f"oracle_{target}_seed{seed}" / "data", ignore_errors=True)
-    save()
-    print(output.with_suffix(".md").read_text())
+    results.save()
+    print(Path(args.output).with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ class EvaluationArguments:
         if source_validation is None:
             raise ValueError(
                 "`transfer_diagnostics` compares held-out source rows with target rows: give the source data a "
-                "validation split (--source_validation_split)."
+                "held-out labeled split (--source_validation_split in the text recipes, --source_test_split in the "
+                "image recipe)."
             )
         from .diagnostics import TransferDiagnostics
 
@@ -175,7 +176,7 @@ class EvaluationArguments:
         if source_validation is None:
             raise ValueError(
                 "`label_free_selection` needs a labeled source validation set: give the source data a validation "
-                "split (--source_validation_split)."
+                "split (--source_validation_split in the text recipes, --source_test_split in the image recipe)."
             )
         from .model_selection import LabelFreeModelSelection
 

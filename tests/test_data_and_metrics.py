@@ -56,5 +56,9 @@ def test_bundled_digits_splits():
     assert test.features["label"].names == [str(d) for d in range(10)]
     # the two MNIST halves are disjoint rows of the same 10000-image test split
     assert not np.array_equal(np.asarray(unlabeled[0]["image"]), np.asarray(test[0]["image"]))
-    with pytest.raises(ValueError, match=r"`split` for 'mnist' must be one of \['unlabeled', 'test'\]"):
+    # the oracle's training split: the unlabeled images with their labels
+    oracle = load_digits("mnist", "oracle_train")
+    assert len(oracle) == 5000 and oracle.column_names == ["image", "label"]
+    assert np.array_equal(np.asarray(oracle[7]["image"]), np.asarray(unlabeled[7]["image"]))
+    with pytest.raises(ValueError, match=r"`split` for 'mnist' must be one of \['unlabeled', 'test', 'oracle_train'\]"):
         load_digits("mnist", "train")

@@ -5,7 +5,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-DIGIT_SPLITS = {"usps": ("train", "test"), "mnist": ("unlabeled", "test")}
+DIGIT_SPLITS = {"usps": ("train", "test"), "mnist": ("unlabeled", "test", "oracle_train")}
 MNIST_UNLABELED_ROWS = 5000
 
 _DATA_DIR = Path(__file__).resolve().parent / "digits"
@@ -17,7 +17,8 @@ def load_digits(name: str, split: str) -> datasets.Dataset:
     Args:
         name: `"usps"` (16×16) or `"mnist"` (28×28).
         split: for USPS `"train"` (7291) or `"test"` (2007); for MNIST `"unlabeled"` (the first 5000 MNIST test
-            images, without the `label` column) or `"test"` (the last 5000).
+            images, without the `label` column), `"test"` (the last 5000) or `"oracle_train"` (the same 5000 images
+            as `"unlabeled"`, with their labels: to train an oracle, the upper bound of adaptation, on target labels).
     """
     if name not in DIGIT_SPLITS:
         raise ValueError(f"`name` must be one of {list(DIGIT_SPLITS)}, got {name!r}.")
@@ -26,7 +27,7 @@ def load_digits(name: str, split: str) -> datasets.Dataset:
     arrays = np.load(_DATA_DIR / f"{name}_{'test' if name == 'mnist' else split}.npz")
     images, labels = arrays["x"], arrays["y"]
     if name == "mnist":
-        rows = slice(0, MNIST_UNLABELED_ROWS) if split == "unlabeled" else slice(MNIST_UNLABELED_ROWS, None)
+        rows = slice(MNIST_UNLABELED_ROWS, None) if split == "test" else slice(0, MNIST_UNLABELED_ROWS)
         images, labels = images[rows], labels[rows]
     columns = {"image": list(images)}
     features = {"image": datasets.Image()}

@@ -22,7 +22,8 @@ def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> dat
 
     - `"amazon:<domain>"`: the bundled Amazon reviews (`books`, `dvd`, `electronics`, `kitchen`), splits
       `train`, `validation`, `unlabeled`, `test`.
-    - `"digits:usps"`, `"digits:mnist"`: the bundled digits (USPS `train`, `test`; MNIST `unlabeled`, `test`).
+    - `"digits:usps"`, `"digits:mnist"`: the bundled digits (USPS `train`, `test`; MNIST `unlabeled`, `test`,
+      `oracle_train` = the `unlabeled` images with their labels).
     - a local file (`.json`, `.jsonl`, `.csv`, `.tsv`, `.parquet`, `.txt`, optionally `.gz`): the whole file
       (`split` does not apply to a single file).
     - a local folder: `datasets.load_dataset(folder, split=split)` (a folder saved with `save_to_disk` is read
