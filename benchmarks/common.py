@@ -123,7 +123,8 @@ class ResultsFile:
         return lookup(self.records, **match) is not None
 
     def add(self, records: list[dict]) -> None:
-        self.data["records"] += [{**r, "protocol": self.protocol_id} for r in records]
+        commit = code_version()
+        self.data["records"] += [{**r, "protocol": self.protocol_id, "code": commit} for r in records]
         self.save()
 
     def save(self) -> None:
@@ -131,6 +132,18 @@ class ResultsFile:
         self.data["machine"] = f"{os.cpu_count()} CPU cores"
         self.path.write_text(json.dumps(self.data, indent=1) + "\n")
         self.path.with_suffix(".md").write_text(self.report(self.records))
+
+
+def code_version() -> str:
+    """The git commit the runs used (`+dirty` when tracked files had uncommitted changes), or "unknown"."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    except OSError:
+        return "unknown"
+    if commit.returncode != 0:
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def lookup(records: list[dict], **match) -> dict | None:
