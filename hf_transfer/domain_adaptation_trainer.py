@@ -333,15 +333,34 @@ class DomainAdaptationMixin(TransferLearningMixin):
             else:
                 features = pool_features(captured["features"], None, "head_input")
             source, target = features[domain_labels == 0], features[domain_labels == 1]
+            if {"mmd", "coral"} & set(self.args.adaptation_loss):
+                source, target = self._gather(source), self._gather(target)
             for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
                 if name == "im":  # on the target predictions, not the features
-                    value = information_maximization_loss(logits[domain_labels == 1])
+                    value = information_maximization_loss(self._gather(logits[domain_labels == 1]))
+                elif name == "dann":  # a mean over rows: each process's own rows, like the task loss
+                    value = self._alignment_loss(name, features[domain_labels == 0], features[domain_labels == 1])
                 else:
                     value = self._alignment_loss(name, source, target)
                 self._record(f"loss/{name}", value)
                 loss = loss + weight * value
 
         return (loss, outputs) if return_outputs else loss
+
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every process's `rows`, concatenated in rank order, with gradients (one process: `rows` itself).
+
+        MMD, CORAL and the IM diversity term are statistics of the whole batch, not means of per-row terms, so with
+        several processes they are computed on the global batch, the same value on every process. The backward
+        pass of `torch.distributed.nn.functional.all_gather` sums, for each process's rows, the gradients of every
+        process's copy of the loss (N equal copies), and data parallelism then averages over the N processes: the
+        result is exactly the gradient of the loss of the global batch, as one process would compute it.
+        """
+        if self.accelerator.num_processes == 1:
+            return rows
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(rows.contiguous()), dim=0)
 
     def _alignment_loss(self, name: str, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if name == "dann":

@@ -75,9 +75,10 @@ def text_domains(tokenizer):
     return source, target, target_test
 
 
-def tiny_bert(seed: int = 0, num_labels: int = 2) -> BertForSequenceClassification:
+def tiny_bert(seed: int = 0, num_labels: int = 2, **config_overrides) -> BertForSequenceClassification:
     torch.manual_seed(seed)
     config = BertConfig(
+        **config_overrides,
         vocab_size=len(SPECIAL + POSITIVE + NEGATIVE + SOURCE_TOPIC + TARGET_TOPIC),
         hidden_size=32,
         num_hidden_layers=2,

@@ -21,10 +21,54 @@ from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa:
 from hf_transfer.domain_adaptation_trainer import DOMAIN_LABELS_KEY  # noqa: E402
 
 
+def global_batch_step(output_dir: str, tokenizer, source, target, per_device_train_batch_size: int):
+    """One SGD step with every adaptation loss on a dropout-free model; the logged losses and the weights after the
+    step. `tests/test_distributed.py` runs it with 2 processes × 8 rows and with 1 process × 16 rows: the global
+    batch holds the same rows (batch i of the mixing sampler goes to process i % 2), so both must agree."""
+    args = DomainAdaptationConfig(
+        output_dir=output_dir,
+        adaptation_loss=["dann", "mmd", "coral", "im"],
+        discriminator_dropout=0.0,
+        dann_schedule="constant",  # λ = 1 from the first step (the Ganin schedule starts at 0)
+        max_steps=1,
+        per_device_train_batch_size=per_device_train_batch_size,
+        optim="sgd",
+        learning_rate=0.5,
+        lr_scheduler_type="constant",
+        report_to="none",
+        use_cpu=True,
+        logging_steps=1,
+        save_strategy="no",
+    )
+    # no dropout (the masks would differ between the runs); large initial weights, so rows have distinct features
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.5)
+    trainer = DomainAdaptationTrainer(
+        model=tiny_bert(seed=0, **no_dropout),
+        args=args,
+        train_dataset=source,
+        target_dataset=target,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    losses = {k: v for k, v in trainer.state.log_history[0].items() if k == "loss" or k.startswith("loss/")}
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    weights.update(
+        {f"discriminator.{n}": p.detach().clone() for n, p in trainer.domain_discriminator.named_parameters()}
+    )
+    return losses, weights
+
+
 def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
+    if mode == "global_batch":
+        losses, weights = global_batch_step(output_dir, tokenizer, source, target, per_device_train_batch_size=8)
+        if os.environ["RANK"] == "0":
+            torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes.pt")
+        print(f"rank {os.environ['RANK']}: OK", flush=True)
+        os._exit(0)
     args = DomainAdaptationConfig(
         output_dir=output_dir,
         adaptation_loss=["dann", "mmd"] if mode == "dann_mmd" else ["dann"],
