@@ -18,9 +18,10 @@ from .model_selection import VALIDATORS, LabelFreeModelSelection, label_free_val
 from .transfer_config import TransferConfig
 from .transfer_report import TransferReport
 from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
-from .transfer_trainer import TransferLearningMixin, TransferTrainer
+from .transfer_trainer import NonFiniteLossError, TransferLearningMixin, TransferTrainer
 
 __all__ = [
+    "NonFiniteLossError",
     "AMAZON_DOMAINS",
     "VALIDATORS",
     "DomainAdaptationConfig",

@@ -30,7 +30,7 @@ from .losses import (
     information_maximization_loss,
     mmd_loss,
 )
-from .transfer_trainer import TransferLearningMixin
+from .transfer_trainer import NonFiniteLossError, TransferLearningMixin
 
 DOMAIN_LABELS_KEY = "domain_labels"
 DISCRIMINATOR_WEIGHTS_NAME = "domain_discriminator.safetensors"
@@ -381,9 +381,40 @@ class DomainAdaptationMixin(TransferLearningMixin):
     # ---- logging ------------------------------------------------------------------------------------------------
 
     def _record(self, name: str, value: torch.Tensor) -> None:
-        """Store a training scalar, averaged over processes; `log()` flushes the mean since the last log."""
+        """Store a training scalar, averaged over processes; `log()` flushes the mean since the last log.
+
+        A non-finite loss raises `NonFiniteLossError` naming it, on every process alike (the value is gathered),
+        before its backward pass, so nothing of it reaches the weights."""
         value = value.detach().float().reshape(1)
-        self._metrics[name].append(self.accelerator.gather(value).mean().item())
+        mean = self.accelerator.gather(value).mean().item()
+        if name.startswith("loss/") and not math.isfinite(mean):
+            loss_name = name.removeprefix("loss/")
+            raise NonFiniteLossError(
+                f"The {loss_name} loss is {mean} at step {self.state.global_step + 1}; training stopped before "
+                "applying it, so the checkpoints saved so far are unaffected. " + self._non_finite_remedy(loss_name)
+            )
+        self._metrics[name].append(mean)
+
+    def _extra_trained_parameters(self):
+        if self.domain_discriminator is None:
+            return []
+        return [(f"domain_discriminator.{n}", p) for n, p in self.domain_discriminator.named_parameters()]
+
+    def _non_finite_remedy(self, loss_name: str | None = None) -> str:
+        if loss_name is None and self.args.adaptation_loss:
+            return (
+                f"With `adaptation_loss`={self.args.adaptation_loss}, lower their `adaptation_loss_weights` "
+                f"({self.args.adaptation_loss_weights}) first. " + super()._non_finite_remedy()
+            )
+        if loss_name in self.args.adaptation_loss:
+            index = self.args.adaptation_loss.index(loss_name)
+            advice = (
+                f"Lower its weight (`adaptation_loss_weights`[{index}] = {self.args.adaptation_loss_weights[index]})"
+            )
+            if loss_name == "dann":
+                advice += ", `dann_max_coefficient` or `discriminator_learning_rate`"
+            return advice + "; also lower `learning_rate`, and resume from the last checkpoint."
+        return super()._non_finite_remedy(loss_name)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._metrics:

@@ -7,6 +7,7 @@ layer-wise learning-rate decay and gradual unfreezing) is applied here, once, fo
 
 import copy
 import json
+import math
 import os
 import time
 from collections import defaultdict
@@ -42,6 +43,11 @@ class _TrainingClock(TrainerCallback):
 
     def seconds(self) -> float | None:
         return None if self.start is None else time.perf_counter() - self.start
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or infinite loss or gradient. Raised before the optimizer step that would apply it, so
+    the weights, and every checkpoint saved so far, stay as they were."""
 
 
 class TransferLearningMixin:
@@ -100,6 +106,7 @@ class TransferLearningMixin:
 
         self._clock = _TrainingClock()
         self.add_callback(self._clock)
+        self._last_loss = None
         if args.progressive_unfreezing_steps:
             groups = layer_groups(self.model, self._classifier_name)
             self.add_callback(ProgressiveUnfreezingCallback(groups, args.progressive_unfreezing_steps))
@@ -122,6 +129,52 @@ class TransferLearningMixin:
         return list(self._tag_names)
 
     # ---- optimisation -----------------------------------------------------------------------------------------
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._last_loss = loss
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The Trainer's gradient norm of this optimizer step (before clipping), checked to be finite."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        self._check_finite_gradients(grad_norm)
+        return grad_norm
+
+    def _extra_trained_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """(name, parameter) of what the optimizer updates besides the model (the DANN discriminator)."""
+        return []
+
+    def _check_finite_gradients(self, grad_norm) -> None:
+        """Raise `NonFiniteLossError` before the optimizer step if the gradients about to be applied are not finite:
+        a NaN or infinite gradient, or a norm that overflows (gradient clipping would then zero or NaN the update).
+
+        Runs after the all-reduce, so every process sees the same gradients and raises together. With fp16 loss
+        scaling infinite gradients are expected now and then (the scaler skips those steps), so nothing is checked.
+        """
+        if self.accelerator.scaler is not None:
+            return
+        model_ok = grad_norm is None or math.isfinite(float(grad_norm))
+        extra = [(name, p.grad) for name, p in self._extra_trained_parameters() if p.grad is not None]
+        extra_ok = all(bool(torch.isfinite(grad).all()) for _, grad in extra)
+        if model_ok and extra_ok:
+            return
+        named = [(n, p.grad) for n, p in self.model.named_parameters() if p.grad is not None] + extra
+        bad = [name for name, grad in named if not torch.isfinite(grad).all()]
+        where = f"NaN or infinite in {len(bad)} parameter(s), e.g. {bad[:3]}" if bad else "too large for float32"
+        loss = None if self._last_loss is None else float(self._last_loss)
+        raise NonFiniteLossError(
+            f"The gradients at step {self.state.global_step + 1} are not finite (norm {grad_norm}; {where}; loss "
+            f"{loss}). Training stopped before applying them, so the checkpoints saved so far are unaffected. "
+            f"{self._non_finite_remedy()}"
+        )
+
+    def _non_finite_remedy(self, loss_name: str | None = None) -> str:
+        return (
+            "Remedies: lower `learning_rate`, keep gradient clipping on (`max_grad_norm`, default 1.0), train in "
+            "bf16 or fp32 rather than fp16, and check the inputs and labels; then resume from the last checkpoint "
+            "(`resume_from_checkpoint`)."
+        )
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer, its parameter groups split by layer when `layerwise_lr_decay` < 1."""
