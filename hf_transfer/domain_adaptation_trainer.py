@@ -36,6 +36,32 @@ DOMAIN_LABELS_KEY = "domain_labels"
 DISCRIMINATOR_WEIGHTS_NAME = "domain_discriminator.safetensors"
 
 
+class _GatherWithGradients(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = torch.distributed.get_rank(), rows.shape[0]
+        gathered = [torch.empty_like(rows) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, rows.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)  # the sum over every process's (identical) copy of the loss
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def gather_with_gradients(rows: torch.Tensor) -> torch.Tensor:
+    """All processes' `rows` (the same number on each), concatenated in rank order, differentiable.
+
+    Every process then computes the same loss L of the global batch. The backward pass gives each process's rows
+    the sum of the N processes' gradients of L, N · ∂L/∂rows, and data parallelism averages the parameter
+    gradients over the N processes: the result is exactly ∂L/∂θ, as one process holding the global batch would
+    compute it (tested in `tests/test_distributed.py`). Only `all_gather` and `all_reduce`, so it works on gloo too.
+    """
+    return _GatherWithGradients.apply(rows)
+
+
 class DomainMixingBatchSampler(Sampler[list[int]]):
     """Batches of `source_rows` source indices followed by `target_rows` target indices.
 
@@ -351,16 +377,11 @@ class DomainAdaptationMixin(TransferLearningMixin):
         """Every process's `rows`, concatenated in rank order, with gradients (one process: `rows` itself).
 
         MMD, CORAL and the IM diversity term are statistics of the whole batch, not means of per-row terms, so with
-        several processes they are computed on the global batch, the same value on every process. The backward
-        pass of `torch.distributed.nn.functional.all_gather` sums, for each process's rows, the gradients of every
-        process's copy of the loss (N equal copies), and data parallelism then averages over the N processes: the
-        result is exactly the gradient of the loss of the global batch, as one process would compute it.
-        """
+        several processes they are computed on the global batch, the same value on every process. See
+        `gather_with_gradients` for why the gradients are then exactly those of the global batch."""
         if self.accelerator.num_processes == 1:
             return rows
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(rows.contiguous()), dim=0)
+        return gather_with_gradients(rows)
 
     def _alignment_loss(self, name: str, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if name == "dann":
