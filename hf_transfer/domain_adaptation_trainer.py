@@ -211,6 +211,7 @@ class DomainAdaptationMixin(TransferLearningMixin):
 
         self.domain_discriminator = None
         if "dann" in args.adaptation_loss:
+            self._check_discriminator_can_train()
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(args.seed)  # the same initial discriminator for the same seed, whatever ran before
                 self.domain_discriminator = DomainDiscriminator(
@@ -233,6 +234,18 @@ class DomainAdaptationMixin(TransferLearningMixin):
 
     def _model_tags(self) -> list[str]:
         return list(self._tag_names) + list(self.args.adaptation_loss)
+
+    def _check_discriminator_can_train(self) -> None:
+        """DANN's discriminator is a module of its own, outside the (wrapped) model: DDP is fine (its gradients are
+        all-reduced here), but FSDP would not shard it and DeepSpeed's optimizer would not see it."""
+        engine = "DeepSpeed" if self.is_deepspeed_enabled else "FSDP" if self.is_fsdp_enabled else None
+        if engine is not None:
+            raise ValueError(
+                f"`adaptation_loss` includes 'dann', whose domain discriminator trains outside the model, which "
+                f"{engine} does not support. Use data parallelism for DANN (recipes/accelerate_configs/"
+                f"multi_gpu.yaml), or keep {engine} and choose losses without parameters of their own: "
+                "`adaptation_loss` mmd, coral or im."
+            )
 
     # ---- data -----------------------------------------------------------------------------------------------
 

@@ -54,3 +54,55 @@ def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_
     assert set(two["weights"]) == set(one_weights)
     for name, weight in one_weights.items():
         torch.testing.assert_close(two["weights"][name], weight, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("engine, attribute", [("FSDP", "is_fsdp_enabled"), ("DeepSpeed", "is_deepspeed_enabled")])
+def test_dann_is_refused_at_start_up_under_fsdp_and_deepspeed(tmp_path, text_domains, tokenizer, engine, attribute):
+    """FSDP and DeepSpeed need GPUs, so the Trainer's own flag is set as launching with their config would."""
+    from conftest import tiny_bert
+
+    from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
+
+    class LaunchedWithEngine(DomainAdaptationTrainer):
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            setattr(self, attribute, True)
+
+    source, target, _ = text_domains
+
+    def build(losses):
+        args = DomainAdaptationConfig(output_dir=str(tmp_path), adaptation_loss=losses, use_cpu=True, report_to="none")
+        return LaunchedWithEngine(
+            model=tiny_bert(), args=args, train_dataset=source, target_dataset=target, processing_class=tokenizer
+        )
+
+    with pytest.raises(ValueError, match=rf"'dann'.* {engine} does not support\. .*mmd, coral or im"):
+        build(["dann", "mmd"])
+    assert build(["mmd", "coral"]).domain_discriminator is None  # losses without parameters of their own are fine
+
+
+def test_the_recipe_trains_on_two_processes_and_saves_once(tmp_path, tiny_model_dir):
+    """`torchrun --nproc_per_node 2 recipes/text_cls_dann.py` on the CPU (gloo): the launch users run on 2 GPUs."""
+    import json
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "text_cls_dann.py"
+    out = tmp_path / "run"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(recipe)]
+    command += ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--adaptation_loss", "dann"]
+    command += ["mmd", "--max_steps", "3", "--per_device_train_batch_size", "8", "--max_length", "32"]
+    command += ["--max_train_samples", "64", "--max_eval_samples", "16", "--logging_steps", "1", "--use_cpu", "true"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"exit code {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+
+    assert result.stdout.count("target-test accuracy (amazon:books -> amazon:kitchen") == 1  # printed by rank 0
+    assert {"model.safetensors", "config.json", "all_results.json", "README.md", "hf_transfer_run.json"} <= set(
+        os.listdir(out)
+    )
+    assert not list(out.glob("*rank*")) and not list(out.glob("checkpoint-*"))
+    state = json.loads((out / "trainer_state.json").read_text())
+    logged = [entry for entry in state["log_history"] if "loss/mmd" in entry]
+    assert len(logged) == 3 and all("loss/dann" in entry for entry in logged)
+    assert "world_size (processes) | 2 |" in (out / "README.md").read_text()
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0.0 <= results["eval_target_test_accuracy"] <= 1.0
