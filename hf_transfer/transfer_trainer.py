@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
+from transformers.utils import logging
 
 from .features import find_classifier_module
 from .model_card import as_list, is_hub_id, write_model_card
@@ -48,6 +49,45 @@ class _TrainingClock(TrainerCallback):
 class NonFiniteLossError(FloatingPointError):
     """Training met a NaN or infinite loss or gradient. Raised before the optimizer step that would apply it, so
     the weights, and every checkpoint saved so far, stay as they were."""
+
+
+logger = logging.get_logger(__name__)
+TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer writes it last into a checkpoint
+
+
+def _checkpoints(folder: str) -> list[str]:
+    """The `checkpoint-<step>` folders in `folder`, newest (highest step) first."""
+    if not os.path.isdir(folder):
+        return []
+    steps = []
+    for name in os.listdir(folder):
+        prefix, _, step = name.rpartition("-")
+        if prefix == PREFIX_CHECKPOINT_DIR and step.isdigit() and os.path.isdir(os.path.join(folder, name)):
+            steps.append(int(step))
+    return [os.path.join(folder, f"{PREFIX_CHECKPOINT_DIR}-{step}") for step in sorted(steps, reverse=True)]
+
+
+def _is_complete_checkpoint(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_FILE)) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(output_dir: str) -> str:
+    """The newest checkpoint in `output_dir` that was completely written; incomplete newer ones are skipped."""
+    for folder in _checkpoints(output_dir):
+        if _is_complete_checkpoint(folder):
+            return folder
+        logger.warning(
+            f"Skipping {folder}: it has no readable {TRAINER_STATE_FILE}, so it was cut off while being saved."
+        )
+    raise ValueError(
+        f"`resume_from_checkpoint`='last', but `output_dir` ({output_dir}) holds no complete checkpoint. Start "
+        "without `resume_from_checkpoint`, or give the checkpoint folder to resume from."
+    )
 
 
 class TransferLearningMixin:
@@ -200,6 +240,34 @@ class TransferLearningMixin:
         optimizer.param_groups = []
         for group in groups:
             optimizer.add_param_group(group)
+
+    # ---- resuming ---------------------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """`Trainer.train`; `resume_from_checkpoint` may also be `"last"` (or `True`, `"true"`): the newest *complete*
+        checkpoint in `output_dir`. A checkpoint folder whose `trainer_state.json` (written last) is missing or
+        unreadable was cut off while saving, e.g. by a killed job: it is skipped (with a warning) or, when named
+        explicitly, refused with the complete ones to choose from."""
+        if resume_from_checkpoint is True or (
+            isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("last", "true")
+        ):
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+        elif isinstance(resume_from_checkpoint, str | os.PathLike):
+            resume_from_checkpoint = os.fspath(resume_from_checkpoint)
+            if not os.path.isdir(resume_from_checkpoint):
+                raise ValueError(
+                    f"`resume_from_checkpoint`={resume_from_checkpoint!r} is not a folder. Give a checkpoint folder "
+                    f"(<output_dir>/{PREFIX_CHECKPOINT_DIR}-<step>) or 'last' for the newest one in `output_dir`."
+                )
+            if not _is_complete_checkpoint(resume_from_checkpoint):
+                siblings = _checkpoints(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
+                complete = [c for c in siblings if _is_complete_checkpoint(c)]
+                raise ValueError(
+                    f"`resume_from_checkpoint`={resume_from_checkpoint!r} has no readable {TRAINER_STATE_FILE}: it "
+                    "was cut off while being saved (the job was killed?). Resume from a complete checkpoint: "
+                    f"{complete or 'none in that folder'}, or 'last'."
+                )
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     # ---- evaluation -------------------------------------------------------------------------------------------
 
