@@ -6,6 +6,7 @@ rows only; the alignment losses compare the pooled source and target features. E
 `DomainAdaptationMixin`, so an existing `Trainer` subclass becomes domain-adaptive by mixing it in.
 """
 
+import inspect
 import math
 import os
 from collections import defaultdict
@@ -129,6 +130,13 @@ class _DomainLabelCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         domains = [feature.pop(DOMAIN_LABELS_KEY) for feature in features]
+        shapes = {tuple(feature["pixel_values"].shape) for feature in features if "pixel_values" in feature}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"The images of one batch have different `pixel_values` shapes {sorted(shapes)}: source and target "
+                "images of mixed sizes or modes must be preprocessed to one size and mode (convert them to RGB and "
+                "resize them with the model's image processor, as the image recipes do)."
+            )
         batch = self.collator(features)
         batch[DOMAIN_LABELS_KEY] = torch.tensor(domains, dtype=torch.long)
         return batch
@@ -229,11 +237,24 @@ class DomainAdaptationMixin(TransferLearningMixin):
             self.domain_discriminator.to(self.args.device)
             self.add_callback(_ZeroDiscriminatorGradients(self.domain_discriminator))
 
+        if args.adaptation_loss and args.alignment_features != "head_input":
+            forward = inspect.signature(self.accelerator.unwrap_model(self.model).forward).parameters
+            takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in forward.values())
+            if "output_hidden_states" not in forward and not takes_kwargs:
+                raise ValueError(self._no_hidden_states_message())
         self.add_callback(_SamplerEpochCallback())
         self._metrics = defaultdict(list)
 
     def _model_tags(self) -> list[str]:
         return list(self._tag_names) + list(self.args.adaptation_loss)
+
+    def _no_hidden_states_message(self) -> str:
+        return (
+            f"`alignment_features`={self.args.alignment_features!r} pools the model's last hidden states, but "
+            f"{type(self.accelerator.unwrap_model(self.model)).__name__} cannot return them (its forward takes no "
+            "`output_hidden_states`, or returns no `hidden_states`). Use `alignment_features='head_input'` (the "
+            "classification head's input, which works with any model)."
+        )
 
     def _check_discriminator_can_train(self) -> None:
         """DANN's discriminator is a module of its own, outside the (wrapped) model: DDP is fine (its gradients are
@@ -354,6 +375,8 @@ class DomainAdaptationMixin(TransferLearningMixin):
         with capture_head_input(self._classifier, enabled=align and not from_hidden_states) as captured:
             outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        if from_hidden_states and not (isinstance(outputs, dict) and outputs.get("hidden_states")):
+            raise ValueError(self._no_hidden_states_message())
 
         if labels is None:
             loss = logits.new_zeros(())

@@ -82,7 +82,8 @@ def domain_adversarial_loss(
     Returns:
         The loss (scalar) and the discriminator's accuracy on the batch (scalar, no gradient).
     """
-    features = torch.cat([source, target], dim=0)
+    # features from a bf16/fp16 forward meet the discriminator in its own dtype (it runs outside the model's autocast)
+    features = torch.cat([source, target], dim=0).to(next(discriminator.parameters()).dtype)
     domain_labels = torch.cat([source.new_zeros(source.shape[0]), source.new_ones(target.shape[0])])
     logits = discriminator(gradient_reversal(features, coefficient))
     loss = F.binary_cross_entropy_with_logits(logits.float(), domain_labels.float())

@@ -64,6 +64,10 @@ class ImageModelArguments:
     image_size: int = field(
         default=32, metadata={"help": "Input size of the from-scratch model (pretrained models use their own)."}
     )
+    image_processor_name: str | None = field(
+        default=None,
+        metadata={"help": "Image processor (Hub id or folder) if not the one saved with --model_name_or_path."},
+    )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom model code from the Hub. Off unless you trust the repo."}
     )
@@ -232,6 +236,8 @@ def load_split(spec: str, split: str | None, argument: str, max_rows: int | None
     if split in (None, "", "none"):
         return None
     dataset = load_domain_dataset(spec, split, argument)
+    if len(dataset) == 0:
+        raise ValueError(f"`{argument}`={spec!r} (split {split!r}) has no rows: it needs at least one.")
     if max_rows is not None and max_rows < len(dataset):
         dataset = dataset.shuffle(seed=seed).select(range(max_rows))
     return dataset
@@ -263,7 +269,10 @@ def encode_labels(dataset: datasets.Dataset, argument: str, column: str, label_n
     else:
         unknown = sorted({str(v) for v in dataset[column]} - set(label_names))
         if unknown:
-            raise ValueError(f"`{argument}` has labels {unknown} that the training data does not have ({label_names}).")
+            raise ValueError(
+                f"`{argument}` has labels {unknown} that the training data does not have ({label_names}): use the "
+                "same label names in every set (rename them in the file), or train on data with all of them."
+            )
         label2id = {name: i for i, name in enumerate(label_names)}
         dataset = dataset.map(lambda row: {column: label2id[str(row[column])]})
     if column != "label":
@@ -288,6 +297,73 @@ def describe_dataset(spec: str, split: str | None) -> str:
 # ---- models -------------------------------------------------------------------------------------------------------
 
 
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model"
+)  # fmt: skip
+IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether `name` can only be a local path (a Hub id is `name` or `org/name`)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def check_pretrained_folder(name: str, argument: str, needs: tuple[str, ...] = (), what: str = "") -> None:
+    """Fail early and clearly for a local model folder that does not exist or lacks the files it `needs`."""
+    if os.path.isfile(name):
+        raise ValueError(f"`{argument}`={name!r} is a file: give the folder that holds config.json and the weights.")
+    if not os.path.isdir(name):
+        if looks_like_local_path(name):
+            raise FileNotFoundError(
+                f"`{argument}`={name!r} does not exist: give an existing local folder (with config.json and the "
+                "weights) or a Hub model id (`org/name`)."
+            )
+        return  # a Hub id
+    if needs and not any(os.path.isfile(os.path.join(name, file)) for file in needs):
+        raise ValueError(
+            f"`{argument}`={name!r} has no {what} (none of {list(needs)}): save it into that folder "
+            f"(`{what.split()[0]}.save_pretrained(folder)`) or name another source for it ("
+            + ("--tokenizer_name" if "tokenizer" in what else "--image_processor_name")
+            + ")."
+        )
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """Whether `error` or one of its causes is a failed connection (DNS, refused, timeout) or a cache miss offline."""
+    markers = ("ConnectError", "ConnectionError", "Timeout", "gaierror", "LocalEntryNotFoundError", "OfflineMode")
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if any(marker in type(error).__name__ for marker in markers):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def from_pretrained_or_explain(loader, name: str, argument: str, **kwargs):
+    """`loader.from_pretrained(name, **kwargs)`, with a message that says what to do when a Hub id cannot be had."""
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except OSError as error:
+        if os.path.isdir(name):
+            raise
+        from huggingface_hub import constants
+
+        offline = "is offline here (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else None
+        if offline is None and _is_connection_error(error):
+            offline = "cannot be reached from here (offline: no network connection to it)"
+        if offline:
+            raise OSError(
+                f"`{argument}`={name!r} is not a local folder, so it would come from the Hugging Face Hub, but the Hub "
+                f"{offline} and {name!r} is not in the local cache. Download it where the Hub is reachable "
+                f"(`hf download {name}`) and run again, or give a local folder."
+            ) from error
+        raise OSError(
+            f"`{argument}`={name!r} could not be loaded as a local folder or from the Hub ({error}). Check the id "
+            "and your network, or give a local folder."
+        ) from error
+
+
 def resolve_text_model(model_name_or_path: str | None) -> tuple[str, str]:
     """(path to load, name for the model card): the given model, or the embedded all-MiniLM-L6-v2."""
     if model_name_or_path:
@@ -308,11 +384,18 @@ def load_text_classifier(model_args: TextModelArguments, label_names: list[str])
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model_path, card_name = resolve_text_model(model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name or model_path, trust_remote_code=model_args.trust_remote_code
+    check_pretrained_folder(model_path, "model_name_or_path")
+    tokenizer_source = model_args.tokenizer_name or model_path
+    tokenizer_argument = "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path"
+    # transformers builds an empty tokenizer (special tokens only) from a folder without tokenizer files
+    check_pretrained_folder(tokenizer_source, tokenizer_argument, TOKENIZER_FILES, "tokenizer files")
+    tokenizer = from_pretrained_or_explain(
+        AutoTokenizer, tokenizer_source, tokenizer_argument, trust_remote_code=model_args.trust_remote_code
     )
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = from_pretrained_or_explain(
+        AutoModelForSequenceClassification,
         model_path,
+        "model_name_or_path",
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
@@ -365,11 +448,17 @@ def load_image_classifier(model_args: ImageModelArguments, label_names: list[str
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
     if model_args.model_name_or_path:
-        processor = AutoImageProcessor.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+        check_pretrained_folder(model_args.model_name_or_path, "model_name_or_path")
+        processor_source = model_args.image_processor_name or model_args.model_name_or_path
+        processor_argument = "image_processor_name" if model_args.image_processor_name else "model_name_or_path"
+        check_pretrained_folder(processor_source, processor_argument, IMAGE_PROCESSOR_FILES, "image_processor config")
+        processor = from_pretrained_or_explain(
+            AutoImageProcessor, processor_source, processor_argument, trust_remote_code=model_args.trust_remote_code
         )
-        model = AutoModelForImageClassification.from_pretrained(
+        model = from_pretrained_or_explain(
+            AutoModelForImageClassification,
             model_args.model_name_or_path,
+            "model_name_or_path",
             ignore_mismatched_sizes=True,
             trust_remote_code=model_args.trust_remote_code,
             **label_kwargs,

@@ -130,6 +130,15 @@ class TransferConfig(TrainingArguments):
                 f"`peft_config_file` is only read with `transfer_strategy='peft'` (got {self.transfer_strategy!r}): "
                 "set --transfer_strategy peft, or drop the file."
             )
+        if self.max_steps == 0:
+            raise ValueError(
+                "`max_steps`=0 would not stop training at 0 steps: the Trainer would run `num_train_epochs` epochs "
+                "instead. Give `max_steps` >= 1, or -1 to train for `num_train_epochs`."
+            )
+        if self.output_dir is not None and os.path.isfile(self.output_dir):
+            raise ValueError(
+                f"`output_dir`={self.output_dir!r} is an existing file, not a folder: choose a folder for the run."
+            )
         super().__post_init__()
 
     def __getstate__(self) -> dict:

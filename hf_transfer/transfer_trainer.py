@@ -13,6 +13,9 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import datasets
+import pyarrow
+import pyarrow.compute
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
@@ -90,6 +93,18 @@ def last_complete_checkpoint(output_dir: str) -> str:
     )
 
 
+def labels_outside(dataset, num_labels: int) -> list[int]:
+    """The distinct integer labels of `dataset` (a `datasets.Dataset` with `label` or `labels`) that are not classes
+    0..num_labels-1 (-100, the ignore index, is allowed); read from Arrow, without any transform."""
+    if not isinstance(dataset, datasets.Dataset):
+        return []
+    column = "labels" if "labels" in dataset.column_names else "label" if "label" in dataset.column_names else None
+    if column is None or not pyarrow.types.is_integer(dataset.features.arrow_schema.field(column).type):
+        return []
+    values = pyarrow.compute.unique(dataset.with_format("arrow")[column]).to_pylist()
+    return sorted(v for v in values if v is not None and v != -100 and not 0 <= v < num_labels)
+
+
 class TransferLearningMixin:
     """Transfer strategies for any `transformers.Trainer` (sub)class.
 
@@ -144,6 +159,11 @@ class TransferLearningMixin:
 
         super().__init__(model, args, *trainer_args, **kwargs)
 
+        if self.args.fp16 and self.accelerator.device.type == "cpu":
+            raise ValueError(
+                "`fp16` mixed precision needs a GPU: on the CPU accelerate ignores it and would train in fp32 "
+                "without saying so. Use `bf16` on the CPU (supported), or drop `fp16`."
+            )
         self._clock = _TrainingClock()
         self.add_callback(self._clock)
         self._last_loss = None
@@ -267,7 +287,25 @@ class TransferLearningMixin:
                     "was cut off while being saved (the job was killed?). Resume from a complete checkpoint: "
                     f"{complete or 'none in that folder'}, or 'last'."
                 )
+        self._check_label_ranges()
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _check_label_ranges(self) -> None:
+        """Every label of the training and evaluation sets is a class of the model (before any step)."""
+        num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
+        if num_labels is None:
+            return
+        eval_sets = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"": self.eval_dataset}
+        named = [("train_dataset", self.train_dataset)]
+        named += [(f"eval_dataset[{name!r}]" if name else "eval_dataset", data) for name, data in eval_sets.items()]
+        for argument, dataset in named:
+            outside = labels_outside(dataset, num_labels)
+            if outside:
+                raise ValueError(
+                    f"`{argument}` has label(s) {outside} outside the model's {num_labels} classes (0 to "
+                    f"{num_labels - 1}): load the model with `num_labels` (and `id2label`) for every class of the "
+                    "data, or encode the labels as 0..num_labels-1 (`dataset.class_encode_column('label')`)."
+                )
 
     # ---- evaluation -------------------------------------------------------------------------------------------
 

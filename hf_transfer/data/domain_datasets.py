@@ -1,5 +1,6 @@
 """Load a domain's dataset from the bundled benchmarks, a local file or folder, or the Hugging Face Hub."""
 
+import gzip
 import os
 
 import datasets
@@ -15,6 +16,16 @@ _FILE_BUILDERS = {
     ".parquet": "parquet",
     ".txt": "text",
 }
+
+
+def _is_empty_file(path: str) -> bool:
+    """True when the file holds nothing but white space (gzip files are read through)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
 
 
 def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> datasets.Dataset:
@@ -57,6 +68,8 @@ def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> dat
                 f"`{argument}`={spec!r} has an unsupported extension {extension!r}: "
                 f"use one of {sorted(_FILE_BUILDERS)}."
             )
+        if _is_empty_file(spec):
+            raise ValueError(f"`{argument}`={spec!r} is empty: it needs at least one row.")
         kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
         return datasets.load_dataset(_FILE_BUILDERS[extension], data_files=spec, split="train", **kwargs)
     if os.path.isdir(spec):
@@ -74,4 +87,16 @@ def load_domain_dataset(spec: str, split: str, argument: str = "dataset") -> dat
         raise FileNotFoundError(
             f"`{argument}`={spec!r} is neither an existing local file or folder nor a Hub dataset id."
         )
-    return datasets.load_dataset(spec, split=split)
+    try:
+        return datasets.load_dataset(spec, split=split)
+    except (ConnectionError, OSError) as error:  # datasets' ConnectionError (offline) is an OSError too
+        from huggingface_hub import constants
+
+        if not (constants.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE or "Offline" in str(error)):
+            raise
+        raise ConnectionError(
+            f"`{argument}`={spec!r} is not a local file or folder, so it would come from the Hugging Face Hub, but "
+            "the Hub is offline here (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and the dataset is not in the local "
+            "cache. Download it where the Hub is reachable and save it (`dataset.save_to_disk(folder)`), then give "
+            "that folder; or use a local file or a bundled dataset (amazon:<domain>, digits:usps, digits:mnist)."
+        ) from error
