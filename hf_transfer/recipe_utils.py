@@ -345,6 +345,13 @@ def from_pretrained_or_explain(loader, name: str, argument: str, **kwargs):
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as error:
+        if kwargs.get("use_safetensors") and "safetensors" in str(error):
+            raise OSError(
+                f"`{argument}`={name!r} has no safetensors weights (model.safetensors), only pickled ones: "
+                "hf_transfer loads weights as safetensors only, because unpickling can run code. If you trust the "
+                "files, convert them once (`AutoModel.from_pretrained(path, use_safetensors=False)."
+                "save_pretrained(path)`) and run again."
+            ) from error
         if os.path.isdir(name):
             raise
         from huggingface_hub import constants
@@ -396,6 +403,7 @@ def load_text_classifier(model_args: TextModelArguments, label_names: list[str])
         AutoModelForSequenceClassification,
         model_path,
         "model_name_or_path",
+        use_safetensors=True,
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
@@ -459,6 +467,7 @@ def load_image_classifier(model_args: ImageModelArguments, label_names: list[str
             AutoModelForImageClassification,
             model_args.model_name_or_path,
             "model_name_or_path",
+            use_safetensors=True,
             ignore_mismatched_sizes=True,
             trust_remote_code=model_args.trust_remote_code,
             **label_kwargs,
