@@ -177,7 +177,8 @@ def report(records: list[dict]) -> str:
     from hf_transfer.transfer_report import TransferReport
 
     pairs = [p for p in PAIRS if any(f"{r['source']}:{r['target']}" == p for r in records)]
-    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
+    found = {r["method"] for r in records} - {"oracle"}
+    methods = [m for m in METHODS if m in found] + sorted(found - set(METHODS))  # also methods --define'd earlier
     adapted = [m for m in methods if m != "source_only"]
     lines = ["## Target-test accuracy (%) per pair, last checkpoint", ""]
     lines += ["| pair | " + " | ".join(NAMES.get(m, m) for m in methods) + " | oracle (target labels) |"]
@@ -205,6 +206,8 @@ def report(records: list[dict]) -> str:
             f"{sum(r.gain > 0 for r in rows)} of {len(rows)} | {gap} |"
         )
 
+    lines += across_methods_table(records, pairs, methods)
+
     lines += ["", "## Checkpoint selection: mean target-test accuracy (%) over the pairs run", ""]
     lines += ["`oracle` selection reads target labels (reference only); the others do not.", ""]
     lines += ["| method | pairs | " + " | ".join(RULES) + " |", "|---|---|" + "---|" * len(RULES)]
@@ -215,8 +218,52 @@ def report(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def across_methods_table(records: list[dict], pairs: list[str], methods: list[str]) -> list[str]:
+    """Label-free model selection as a user would do it per target: among every run of the pair (each method,
+    source-only included) and every evaluated checkpoint, the one a validator prefers; its target accuracy next to
+    source-only's last checkpoint."""
+    from hf_transfer.model_selection import VALIDATORS
+
+    lines = ["", "## Label-free choice across methods and checkpoints (per pair, without target labels)", ""]
+    lines += [f"Candidates: every evaluated checkpoint of {', '.join(NAMES.get(m, m) for m in methods)}.", ""]
+    lines += ["| validator | pairs | mean target acc. (%) | mean gain over source-only (points) | pairs improved |"]
+    lines += ["|---|---|---|---|---|"]
+    complete = [p for p in pairs if all(_accuracy(records, p, m) is not None for m in methods)]
+    if not complete or "source_only" not in methods:
+        return []
+    for validator, higher_is_better in VALIDATORS.items():
+        sign = 1.0 if higher_is_better else -1.0
+        chosen, gains = [], []
+        for pair in complete:
+            source, target = pair.split(":")
+            runs = [lookup(records, source=source, target=target, method=m, selection_rule="last") for m in methods]
+            candidates = [entry for run in runs for entry in run["history"] if entry[validator] is not None]
+            best = max(candidates, key=lambda entry: sign * entry[validator])
+            chosen.append(best["target_accuracy"])
+            gains.append(best["target_accuracy"] - _accuracy(records, pair, "source_only"))
+        lines.append(
+            f"| {validator} | {len(complete)} | {pct(statistics.mean(chosen))} | {100 * statistics.mean(gains):+.2f} | "
+            f"{sum(g > 0 for g in gains)} of {len(gains)} |"
+        )
+    return lines
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    define = argparse.ArgumentParser(add_help=False)
+    define.add_argument(
+        "--define",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "RECIPE_ARGUMENTS"),
+        help="A method of your own, e.g. --define im_0.3 '--adaptation_loss im --adaptation_loss_weights 0.3'; then "
+        "list NAME in --methods.",
+    )
+    METHODS.update({name: arguments.split() for name, arguments in define.parse_known_args()[0].define})
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[define]
+    )
     parser.add_argument("--pairs", nargs="+", default=PAIRS, choices=PAIRS, metavar="SOURCE:TARGET")
     parser.add_argument("--methods", nargs="+", default=[*METHODS, "oracle"], choices=[*METHODS, "oracle"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
