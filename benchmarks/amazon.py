@@ -207,6 +207,7 @@ def report(records: list[dict]) -> str:
         )
 
     lines += across_methods_table(records, pairs, methods)
+    lines += validators_table(records, methods)
 
     lines += ["", "## Checkpoint selection: mean target-test accuracy (%) over the pairs run", ""]
     lines += ["`oracle` selection reads target labels (reference only); the others do not.", ""]
@@ -216,6 +217,24 @@ def report(records: list[dict]) -> str:
         cells = [pct(statistics.mean(_accuracy(records, p, method, rule) for p in done)) for rule in RULES]
         lines.append(f"| {NAMES.get(method, method)} | {len(done)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def validators_table(records: list[dict], methods: list[str]) -> list[str]:
+    """What label-free tuning sees: each method's validators at its last checkpoint, averaged over the pairs it ran
+    on (no target label in this table; compare methods on the same pairs)."""
+    from hf_transfer.model_selection import VALIDATORS
+
+    runs = {(r["source"], r["target"], r["method"]): r for r in records if r["selection_rule"] == "last"}
+    names = list(VALIDATORS)
+    lines = ["", "## Label-free validators at the last checkpoint (what tuning without target labels sees)", ""]
+    lines += ["| method | pairs | " + " | ".join(f"{n} {'↑' if VALIDATORS[n] else '↓'}" for n in names) + " |"]
+    lines += ["|---|---|" + "---|" * len(names)]
+    for method in methods:
+        found = [run for (s, t, m), run in sorted(runs.items()) if m == method]
+        pairs = ", ".join(f"{r['source']} → {r['target']}" for r in found)
+        cells = [f"{statistics.mean(r['validators'][n] for r in found):.4f}" for n in names]
+        lines.append(f"| {NAMES.get(method, method)} | {pairs} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def across_methods_table(records: list[dict], pairs: list[str], methods: list[str]) -> list[str]:
