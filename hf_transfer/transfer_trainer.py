@@ -196,7 +196,11 @@ class TransferLearningMixin:
         return loss
 
     def _get_grad_norm(self, model, grad_norm=None):
-        """The Trainer's gradient norm of this optimizer step (before clipping), checked to be finite."""
+        """The Trainer's gradient norm of this optimizer step (before clipping), checked to be finite.
+
+        A private Trainer method, overridden because no documented hook sees the norm before clipping (a callback's
+        `on_pre_optimizer_step` comes after it, when an overflowing norm has already zeroed the gradients); if
+        transformers renamed it, `tests/test_fault_tolerance.py` would fail."""
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
         self._check_finite_gradients(grad_norm)
         return grad_norm
@@ -263,7 +267,12 @@ class TransferLearningMixin:
 
     # ---- resuming ---------------------------------------------------------------------------------------------
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+    def train(
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial: "optuna.Trial | dict[str, Any] | None" = None,  # noqa: F821
+        ignore_keys_for_eval: list[str] | None = None,
+    ):
         """`Trainer.train`; `resume_from_checkpoint` may also be `"last"` (or `True`, `"true"`): the newest *complete*
         checkpoint in `output_dir`. A checkpoint folder whose `trainer_state.json` (written last) is missing or
         unreadable was cut off while saving, e.g. by a killed job: it is skipped (with a warning) or, when named
@@ -288,7 +297,7 @@ class TransferLearningMixin:
                     f"{complete or 'none in that folder'}, or 'last'."
                 )
         self._check_label_ranges()
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
 
     def _check_label_ranges(self) -> None:
         """Every label of the training and evaluation sets is a class of the model (before any step)."""
