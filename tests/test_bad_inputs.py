@@ -217,12 +217,14 @@ def test_recipe_bad_input(tmp_path, files, tiny_model_dir, monkeypatch, case, re
 # Cases of the trainer API (your own script): the same rule.
 
 
+def small_config(tmp_path, **config):
+    defaults = dict(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", max_steps=2)
+    return DomainAdaptationConfig(**(defaults | dict(per_device_train_batch_size=8) | config))
+
+
 def trainer_case(tmp_path, text_domains, tokenizer, model=None, source=None, target=None, **config):
     default_source, default_target, _ = text_domains
-    args = DomainAdaptationConfig(
-        output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=8,
-        **config,
-    )  # fmt: skip
+    args = small_config(tmp_path, **config)
     trainer = DomainAdaptationTrainer(
         model=model or tiny_bert(),
         args=args,
@@ -282,10 +284,7 @@ def test_images_of_mixed_sizes_or_modes_in_the_trainer(tmp_path):
     source = make_images(16, 0.0, seed=0)
     gray = torch.zeros(16, 1, 16, 16)  # 1-channel target images next to 3-channel source images
     target = datasets.Dataset.from_dict({"pixel_values": gray.numpy()}).with_format("torch")
-    args = DomainAdaptationConfig(
-        output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=8,
-        remove_unused_columns=False,
-    )  # fmt: skip
+    args = small_config(tmp_path, remove_unused_columns=False)
     trainer = DomainAdaptationTrainer(model=model, args=args, train_dataset=source, target_dataset=target)
     with pytest.raises(
         ValueError,
