@@ -1,0 +1,127 @@
+"""The benchmark scripts' bookkeeping: reading evaluations from a Trainer log, the records per selection rule, the
+appended results file and the Amazon report's arithmetic (gain, label-free choice across methods, coverage)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import amazon  # noqa: E402
+import common  # noqa: E402
+
+from hf_transfer.model_selection import VALIDATORS  # noqa: E402
+
+
+def entry(step, accuracy, **validators):
+    """One evaluation of a run's history; validators not given take their worst value here."""
+    values = {name: 0.0 if higher_is_better else 9.0 for name, higher_is_better in VALIDATORS.items()}
+    values.update(validators)
+    return {
+        "step": step,
+        "target_accuracy": accuracy,
+        "target_macro_f1": accuracy - 0.01,
+        "source_validation_accuracy": values["source_accuracy"],
+        **values,
+    }
+
+
+def run(source, target, method, history):
+    base = {"source": source, "target": target, "method": method, "seed": 42, "history": history}
+    return [{**r, "protocol": "p"} for r in common.selection_records(base, history)]
+
+
+def test_evaluations_reads_each_step_once_with_its_validators():
+    log = [
+        {"loss": 0.7, "step": 10},
+        {"eval_source_validation_accuracy": 0.8, "eval_selection_im": 0.2, "eval_selection_dev": 0.3, "step": 50},
+        {"eval_target_test_accuracy": 0.85, "eval_target_test_macro_f1": 0.84, "step": 50},
+        {"eval_target_test_accuracy": 0.9, "eval_target_test_macro_f1": 0.89, "step": 100},
+        {"eval_target_test_accuracy": 0.1, "step": 100},  # a second evaluation of the same step (after training)
+    ]
+    history = common.evaluations(log)
+    assert [h["step"] for h in history] == [50, 100]
+    assert history[0]["target_accuracy"] == 0.85 and history[0]["source_validation_accuracy"] == 0.8
+    assert history[0]["im"] == 0.2 and history[0]["dev"] == 0.3 and history[0]["snd"] is None
+    assert history[1]["target_accuracy"] == 0.9  # the in-training evaluation, not the later one
+
+
+def test_selection_records_pick_the_checkpoint_each_rule_prefers():
+    history = [entry(50, 0.70, im=0.9, dev=0.2), entry(100, 0.90, im=0.1, dev=0.4), entry(150, 0.80, im=0.5, dev=0.1)]
+    records = {r["selection_rule"]: r for r in run("books", "kitchen", "dann", history)}
+    assert set(records) == set(common.RULES)
+    assert records["last"]["selected_step"] == 150 and records["last"]["target_accuracy"] == 0.80
+    assert records["oracle"]["selected_step"] == 100
+    assert records["im"]["selected_step"] == 50  # higher is better
+    assert records["dev"]["selected_step"] == 150  # lower is better
+
+
+def test_results_file_appends_skips_and_keeps_protocols_apart(tmp_path):
+    path = tmp_path / "results.json"
+    first = common.ResultsFile(path, {"max_steps": 150}, lambda records: f"{len(records)} records\n")
+    first.add([{"source": "books", "target": "kitchen", "method": "dann", "seed": 42, "selection_rule": "last"}])
+    assert first.done(source="books", method="dann") and not first.done(source="dvd")
+    assert path.with_suffix(".md").read_text() == "1 records\n"
+
+    again = common.ResultsFile(path, {"max_steps": 150}, lambda records: "")
+    assert again.done(source="books", method="dann")  # read back: a rerun skips it
+    assert again.records[0]["code"]  # every record says which code measured it
+
+    other = common.ResultsFile(path, {"max_steps": 300}, lambda records: "")
+    assert not other.done(source="books", method="dann")  # another protocol does not count
+    other.save()
+    data = json.loads(path.read_text())
+    assert len(data["protocols"]) == 2 and len(data["records"]) == 1  # saving another protocol keeps the old runs
+
+
+@pytest.fixture
+def records():
+    rows = []
+    # books -> kitchen: DANN's step 100 beats source-only's last checkpoint; MMD collapses early but looks aligned
+    rows += run("books", "kitchen", "source_only", [entry(50, 0.86, im=0.2), entry(100, 0.88, im=0.3)])
+    rows += run("books", "kitchen", "dann", [entry(50, 0.85, im=0.25), entry(100, 0.91, im=0.4)])
+    rows += run("books", "kitchen", "mmd", [entry(50, 0.60, im=0.05, proxy_a_distance=0.1), entry(100, 0.87)])
+    rows += run("books", "kitchen", "coral", [entry(50, 0.84), entry(100, 0.87, im=0.35)])
+    # electronics -> books: only source-only and DANN so far
+    rows += run("electronics", "books", "source_only", [entry(50, 0.80), entry(100, 0.84)])
+    rows += run("electronics", "books", "dann", [entry(50, 0.82), entry(100, 0.60)])
+    rows.append({"source": "kitchen", "target": "kitchen", "method": "oracle", "seed": 42, "selection_rule": "last",
+                 "target_accuracy": 0.93, "protocol": "p"})  # fmt: skip
+    return rows
+
+
+def test_amazon_report_gain_gap_closed_and_coverage(records):
+    text = amazon.report(records)
+    assert "| books → kitchen | 88.0 | 91.0 | 87.0 | 87.0 | 93.0 |" in text
+    # DANN: +3 on books -> kitchen, -24 on electronics -> books; gap closed (0.91-0.88)/(0.93-0.88) = 0.6
+    assert "| DANN | 2 | -10.50 | 1 of 2 | 0.60 (1 pairs with an oracle) |" in text
+    assert "- source-only: 2 of 12 pairs (not yet: books → dvd," in text
+    assert "- oracle: 1 of 4 target domains (not yet: books, dvd, electronics)" in text
+    assert "The benchmark is not complete." in text
+
+
+def test_amazon_report_label_free_choice_across_methods(records):
+    text = amazon.report(records)
+    table = text.split("## Label-free choice across methods and checkpoints: the four standard methods")[1]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "on the\n1 pairs where all of them ran: books → kitchen." in table  # electronics -> books lacks MMD
+    assert rows["im"] == "| im | 1 | 91.0 | +3.00 | 1 of 1 |"  # DANN's step 100 has the highest IM
+    assert rows["proxy_a_distance"] == "| proxy_a_distance | 1 | 60.0 | -28.00 | 0 of 1 |"  # the collapsed MMD
+    assert rows["target labels"] == "| target labels | 1 | 91.0 | +3.00 | 1 of 1 |"
+    assert "tuning candidates included" not in text  # no --define'd method in these records
+
+
+def test_amazon_report_is_complete_when_every_run_is_in():
+    rows = []
+    for pair in amazon.PAIRS:
+        source, target = pair.split(":")
+        for method in amazon.METHODS:
+            rows += run(source, target, method, [entry(50, 0.8), entry(100, 0.85)])
+    for domain in amazon.DOMAINS:
+        rows.append({"source": domain, "target": domain, "method": "oracle", "seed": 42, "selection_rule": "last",
+                     "target_accuracy": 0.9, "protocol": "p"})  # fmt: skip
+    text = amazon.report(rows)
+    assert "The benchmark is complete." in text and "not yet" not in text
+    assert "| DANN | 12 | +0.00 | 0 of 12 | 0.00 (12 pairs with an oracle) |" in text
