@@ -125,3 +125,19 @@ def test_amazon_report_is_complete_when_every_run_is_in():
     text = amazon.report(rows)
     assert "The benchmark is complete." in text and "not yet" not in text
     assert "| DANN | 12 | +0.00 | 0 of 12 | 0.00 (12 pairs with an oracle) |" in text
+
+
+def test_usps_mnist_report_per_seed_gain_and_gap_closed():
+    import usps_mnist
+
+    rows = []
+    for seed, (source_only, dann, oracle) in {42: (0.70, 0.90, 0.98), 43: (0.80, 0.78, 0.98)}.items():
+        for method, accuracy in (("source_only", source_only), ("dann", dann)):
+            found = run("usps", "mnist", method, [entry(300, accuracy - 0.05), entry(600, accuracy)])
+            rows += [{**r, "model": "resnet", "seed": seed, "wall_seconds": 60.0} for r in found]
+        found = run("mnist", "mnist", "oracle", [entry(600, oracle)])[:1]
+        rows += [{**r, "model": "resnet", "seed": seed, "wall_seconds": 60.0} for r in found]
+    text = usps_mnist.report(rows)
+    # DANN vs source-only of the same seed: +20 and -2 points; gap closed 20/28 and -2/18
+    assert "| DANN | 2 | +9.00 | 1 of 2 | 0.30 |" in text
+    assert "| source-only | 2 | 75.0 ± 7.1 | 75.0 ± 7.1 |" in text  # last and oracle-selected: the last step
