@@ -130,8 +130,15 @@ class ResultsFile:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.data["machine"] = f"{os.cpu_count()} CPU cores"
-        self.path.write_text(json.dumps(self.data, indent=1) + "\n")
-        self.path.with_suffix(".md").write_text(self.report(self.records))
+        # Written beside and renamed into place: a results file read (or committed) while a run appends to it is
+        # always a whole one, the old or the new.
+        for path, text in (
+            (self.path, json.dumps(self.data, indent=1) + "\n"),
+            (self.path.with_suffix(".md"), self.report(self.records)),
+        ):
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(text)
+            os.replace(partial, path)
 
 
 def code_version() -> str:

@@ -64,6 +64,7 @@ def test_results_file_appends_skips_and_keeps_protocols_apart(tmp_path):
     first.add([{"source": "books", "target": "kitchen", "method": "dann", "seed": 42, "selection_rule": "last"}])
     assert first.done(source="books", method="dann") and not first.done(source="dvd")
     assert path.with_suffix(".md").read_text() == "1 records\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]  # no partial file left
 
     again = common.ResultsFile(path, {"max_steps": 150}, lambda records: "")
     assert again.done(source="books", method="dann")  # read back: a rerun skips it
