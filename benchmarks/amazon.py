@@ -31,7 +31,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import RULES, ResultsFile, evaluations, lookup, pct, run_recipe, selection_records
+from common import ROOT, RULES, ResultsFile, evaluations, lookup, pct, run_recipe, selection_records
 
 RECIPE = "recipes/text_cls_dann.py"
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
@@ -174,40 +174,16 @@ def _oracle(records: list[dict], target: str) -> float | None:
 
 
 def report(records: list[dict]) -> str:
-    from hf_transfer.transfer_report import TransferReport
-
-    pairs = [p for p in PAIRS if any(f"{r['source']}:{r['target']}" == p for r in records)]
+    """Every table of the results file (`amazon.md`): the summary's tables over every method run, tuning candidates
+    included, then the validators and the checkpoint selection within each method."""
+    pairs = _pairs(records)
     found = {r["method"] for r in records} - {"oracle"}
     methods = [m for m in METHODS if m in found] + sorted(found - set(METHODS))  # also methods --define'd earlier
-    adapted = [m for m in methods if m != "source_only"]
-    lines = coverage(records)
-    lines += ["", "## Target-test accuracy (%) per pair, last checkpoint", ""]
-    lines += ["| pair | " + " | ".join(NAMES.get(m, m) for m in methods) + " | oracle (target labels) |"]
-    lines += ["|---|" + "---|" * (len(methods) + 1)]
-    for pair in pairs:
-        cells = [pct(_accuracy(records, pair, m)) for m in methods]
-        oracle = _oracle(records, pair.split(":")[1])
-        lines.append(f"| {pair.replace(':', ' → ')} | " + " | ".join(cells) + f" | {pct(oracle)} |")
-
-    lines += ["", "## Against source-only, last checkpoint (pairs where both ran)", ""]
-    lines += ["| method | pairs | mean gain (points) | better than source-only | mean gap closed |"]
-    lines += ["|---|---|---|---|---|"]
-    for method in adapted:
-        rows = []
-        for pair in pairs:
-            value, baseline = _accuracy(records, pair, method), _accuracy(records, pair, "source_only")
-            if value is not None and baseline is not None:
-                rows.append(TransferReport("accuracy", value, baseline, _oracle(records, pair.split(":")[1])))
-        if not rows:
-            continue
-        gaps = [r.gap_closed for r in rows if r.gap_closed is not None]
-        gap = f"{statistics.mean(gaps):.2f} ({len(gaps)} pairs with an oracle)" if gaps else "–"
-        lines.append(
-            f"| {NAMES.get(method, method)} | {len(rows)} | {100 * statistics.mean(r.gain for r in rows):+.2f} | "
-            f"{sum(r.gain > 0 for r in rows)} of {len(rows)} | {gap} |"
-        )
-
     standard = [m for m in METHODS if m in found]
+    lines = coverage(records)
+    lines += ["", "## Target-test accuracy (%) per pair, last checkpoint", ""] + accuracy_table(records, methods)
+    lines += ["", "## Against source-only, last checkpoint (pairs where both ran)", ""]
+    lines += against_source_only_table(records, methods)
     lines += across_methods_table(records, pairs, standard, "the four standard methods")
     if methods != standard:
         lines += across_methods_table(records, pairs, methods, "every method run, tuning candidates included")
@@ -222,6 +198,72 @@ def report(records: list[dict]) -> str:
         cells = [pct(statistics.mean(_accuracy(records, p, method, rule) for p in done)) for rule in RULES]
         lines.append(f"| {NAMES.get(method, method)} | {len(done)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def summary(records: list[dict]) -> str:
+    """The README's summary: the four standard methods only (source-only, DANN, MMD, CORAL) and the oracle, i.e.
+    the benchmark as the issue defines it; tuning candidates stay in `amazon.md`."""
+    standard = [m for m in METHODS if any(r["method"] == m for r in records)]
+    lines = coverage(records)
+    lines += ["", "#### Target-test accuracy (%) per pair, last checkpoint", ""]
+    lines += accuracy_table(records, standard)
+    lines += ["", "#### Against source-only, last checkpoint", ""] + against_source_only_table(records, standard)
+    table = across_methods_table(records, _pairs(records), standard, "the four standard methods")
+    lines = [f"##{line}" if line.startswith("## ") else line for line in lines + table]  # headings under the README's
+    return "\n".join(lines) + "\n"
+
+
+README_START = "<!-- summary written by `python benchmarks/amazon.py --report_only`: start -->"
+README_END = "<!-- summary written by `python benchmarks/amazon.py --report_only`: end -->"
+
+
+def update_readme(records: list[dict], readme: Path) -> bool:
+    """Rewrite the summary between the README's markers (nothing else); False when the README has no markers."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    before, rest = text.split(README_START, 1)
+    after = rest.split(README_END, 1)[1]
+    readme.write_text(f"{before}{README_START}\n{summary(records)}\n{README_END}{after}")
+    return True
+
+
+def _pairs(records: list[dict]) -> list[str]:
+    return [p for p in PAIRS if any(f"{r['source']}:{r['target']}" == p for r in records)]
+
+
+def accuracy_table(records: list[dict], methods: list[str]) -> list[str]:
+    lines = ["| pair | " + " | ".join(NAMES.get(m, m) for m in methods) + " | oracle (target labels) |"]
+    lines += ["|---|" + "---|" * (len(methods) + 1)]
+    for pair in _pairs(records):
+        cells = [pct(_accuracy(records, pair, m)) for m in methods]
+        oracle = _oracle(records, pair.split(":")[1])
+        lines.append(f"| {pair.replace(':', ' → ')} | " + " | ".join(cells) + f" | {pct(oracle)} |")
+    return lines
+
+
+def against_source_only_table(records: list[dict], methods: list[str]) -> list[str]:
+    """Per adapted method, over the pairs where it and source-only ran: mean gain in points, pairs improved, mean
+    gap closed (pairs whose target has an oracle)."""
+    from hf_transfer.transfer_report import TransferReport
+
+    lines = ["| method | pairs | mean gain (points) | better than source-only | mean gap closed |"]
+    lines += ["|---|---|---|---|---|"]
+    for method in [m for m in methods if m != "source_only"]:
+        rows = []
+        for pair in _pairs(records):
+            value, baseline = _accuracy(records, pair, method), _accuracy(records, pair, "source_only")
+            if value is not None and baseline is not None:
+                rows.append(TransferReport("accuracy", value, baseline, _oracle(records, pair.split(":")[1])))
+        if not rows:
+            continue
+        gaps = [r.gap_closed for r in rows if r.gap_closed is not None]
+        gap = f"{statistics.mean(gaps):.2f} ({len(gaps)} pairs with an oracle)" if gaps else "–"
+        lines.append(
+            f"| {NAMES.get(method, method)} | {len(rows)} | {100 * statistics.mean(r.gain for r in rows):+.2f} | "
+            f"{sum(r.gain > 0 for r in rows)} of {len(rows)} | {gap} |"
+        )
+    return lines
 
 
 def coverage(records: list[dict]) -> list[str]:
@@ -291,7 +333,8 @@ def across_methods_table(records: list[dict], pairs: list[str], methods: list[st
     return lines
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; `args.extra` holds what goes to the recipe as is. `--define`d methods join `METHODS`."""
     define = argparse.ArgumentParser(add_help=False)
     define.add_argument(
         "--define",
@@ -302,7 +345,7 @@ def main() -> None:
         help="A method of your own, e.g. --define im_0.3 '--adaptation_loss im --adaptation_loss_weights 0.3'; then "
         "list NAME in --methods.",
     )
-    METHODS.update({name: arguments.split() for name, arguments in define.parse_known_args()[0].define})
+    METHODS.update({name: arguments.split() for name, arguments in define.parse_known_args(argv)[0].define})
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[define]
@@ -315,9 +358,17 @@ def main() -> None:
     parser.add_argument("--selection_target_rows", type=int, default=1000)
     parser.add_argument("--output_root", default="outputs/benchmarks/amazon", help="Relative to the repository root.")
     parser.add_argument("--output", default="benchmarks/results/amazon.json")
-    parser.add_argument("--report_only", action="store_true", help="Only rewrite the tables from --output.")
-    args, args.extra = parser.parse_known_args()  # anything else goes to the recipe
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="Only rewrite the tables from --output, and the summary between the markers of the repository's README.",
+    )
+    args, args.extra = parser.parse_known_args(argv)  # anything else goes to the recipe
+    return args
 
+
+def main() -> None:
+    args = parse_arguments()
     results = ResultsFile(args.output, protocol_of(args), report)
     if not args.report_only:
         for seed in args.seeds:
@@ -336,6 +387,8 @@ def main() -> None:
                     shutil.rmtree(Path(args.output_root) / f"oracle_{target}_seed{seed}" / "data", ignore_errors=True)
     results.save()
     print(Path(args.output).with_suffix(".md").read_text())
+    if args.report_only and update_readme(results.records, ROOT / "README.md"):
+        print(f"README.md: summary rewritten from {args.output}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import amazon  # noqa: E402
 import common  # noqa: E402
@@ -142,3 +143,29 @@ def test_usps_mnist_report_per_seed_gain_and_gap_closed():
     # DANN vs source-only of the same seed: +20 and -2 points; gap closed 20/28 and -2/18
     assert "| DANN | 2 | +9.00 | 1 of 2 | 0.30 |" in text
     assert "| source-only | 2 | 75.0 ± 7.1 | 75.0 ± 7.1 |" in text  # last and oracle-selected: the last step
+
+
+def test_amazon_summary_in_a_readme_is_rewritten_between_its_markers(records, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{amazon.README_START}\nold numbers\n{amazon.README_END}\nafter\n")
+    assert amazon.update_readme(records, readme)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{amazon.README_END}\nafter\n")
+    assert "old numbers" not in text and "#### Coverage" in text
+    assert "| books → kitchen | 88.0 | 91.0 | 87.0 | 87.0 | 93.0 |" in text
+    assert "#### Label-free choice across methods and checkpoints: the four standard methods" in text
+    assert amazon.update_readme(records, readme) and readme.read_text() == text  # rewriting twice changes nothing
+
+    readme.write_text("no markers\n")
+    assert not amazon.update_readme(records, readme) and readme.read_text() == "no markers\n"
+
+
+def test_readme_shows_the_committed_amazon_results():
+    """The README's Amazon summary is the one the committed results give (regenerate it with
+    `python benchmarks/amazon.py --report_only` after adding results)."""
+    args = amazon.parse_arguments([])
+    results = common.ResultsFile(ROOT / "benchmarks/results/amazon.json", amazon.protocol_of(args), amazon.report)
+    assert len(results.records) > 0
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split(amazon.README_START)[1].split(amazon.README_END)[0]
+    assert shown == f"\n{amazon.summary(results.records)}\n", "run `python benchmarks/amazon.py --report_only`"
