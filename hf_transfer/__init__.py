@@ -11,6 +11,7 @@ from .losses import (
     domain_adversarial_loss,
     gradient_reversal,
     information_maximization_loss,
+    minimum_class_confusion_loss,
     mmd_loss,
 )
 from .metrics import compute_classification_metrics, load_metric
@@ -43,6 +44,7 @@ __all__ = [
     "extract_features",
     "gradient_reversal",
     "information_maximization_loss",
+    "minimum_class_confusion_loss",
     "label_free_validators",
     "layer_groups",
     "linear_probe",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from .features import FEATURE_POOLINGS
 from .transfer_config import TransferConfig
 
-ADAPTATION_LOSSES = ("dann", "mmd", "coral", "im")
+ADAPTATION_LOSSES = ("dann", "mmd", "coral", "im", "mcc")
 ALIGNMENT_FEATURES = FEATURE_POOLINGS
 
 
@@ -25,8 +25,9 @@ class DomainAdaptationConfig(TransferConfig):
     Parameters:
         adaptation_loss (`list[str]`, defaults to `["dann"]`):
             Alignment losses added to the source classification loss, any combination of `"dann"` (Ganin et al.,
-            JMLR 2016), `"mmd"` (multi-kernel MMD, DAN, Long et al., ICML 2015), `"coral"` (Sun & Saenko, 2016) and
-            `"im"` (information maximisation of the target predictions, Shi & Sha 2012; SHOT, Liang et al. 2020).
+            JMLR 2016), `"mmd"` (multi-kernel MMD, DAN, Long et al., ICML 2015), `"coral"` (Sun & Saenko, 2016),
+            `"im"` (information maximisation of the target predictions, Shi & Sha 2012; SHOT, Liang et al. 2020) and
+            `"mcc"` (minimum class confusion of the target predictions, Jin et al., ECCV 2020).
             An empty list (`--adaptation_loss none` on the command line) trains the source-only baseline.
         adaptation_loss_weights (`list[float]` or `None`, defaults to `None`):
             One weight per entry of `adaptation_loss`; `None` weighs every loss 1.0.
@@ -45,6 +46,8 @@ class DomainAdaptationConfig(TransferConfig):
         mmd_kernel_multipliers (`list[float]`, defaults to `[0.25, 0.5, 1.0, 2.0, 4.0]`):
             Gaussian kernel bandwidths of MMD, as multiples of the median pairwise squared distance of the batch.
         mmd_estimator (`str`, defaults to `"unbiased"`): `"unbiased"` (U-statistic) or `"biased"` (V-statistic).
+        mcc_temperature (`float`, defaults to `2.5`): the temperature MCC rescales the target logits by (the paper's
+            and Transfer-Learning-Library's default).
         alignment_features (`str`, defaults to `"head_input"`):
             The representation that is aligned: `"head_input"` is what the classification head receives (BERT's
             pooled output, ViT's [CLS] token, ResNet's pooled feature map), found automatically for every
@@ -55,7 +58,8 @@ class DomainAdaptationConfig(TransferConfig):
         default_factory=lambda: ["dann"],
         metadata={
             "help": "Alignment losses added to the source classification loss: any of 'dann', 'mmd', 'coral', 'im' "
-            "(information maximisation of the target predictions). "
+            "(information maximisation of the target predictions), 'mcc' (minimum class confusion of the target "
+            "predictions). "
             "Use 'none' (or an empty list in a config file) for the source-only baseline."
         },
     )
@@ -104,6 +108,9 @@ class DomainAdaptationConfig(TransferConfig):
             "help": "MMD estimator: 'unbiased' (U-statistic) or 'biased' (V-statistic).",
             "choices": ["unbiased", "biased"],
         },
+    )
+    mcc_temperature: float = field(
+        default=2.5, metadata={"help": "Temperature of the target logits in the MCC loss (Jin et al. 2020: 2.5)."}
     )
     alignment_features: str = field(
         default="head_input",
@@ -175,6 +182,8 @@ class DomainAdaptationConfig(TransferConfig):
             )
         if self.mmd_estimator not in ("unbiased", "biased"):
             raise ValueError(f"`mmd_estimator` must be 'unbiased' or 'biased', got {self.mmd_estimator!r}.")
+        if self.mcc_temperature <= 0:
+            raise ValueError(f"`mcc_temperature` must be > 0 (2.5 is the paper's default), got {self.mcc_temperature}.")
         if self.alignment_features not in ALIGNMENT_FEATURES:
             raise ValueError(
                 f"`alignment_features` must be one of {list(ALIGNMENT_FEATURES)}, got {self.alignment_features!r}."

@@ -29,6 +29,7 @@ from .losses import (
     dann_coefficient,
     domain_adversarial_loss,
     information_maximization_loss,
+    minimum_class_confusion_loss,
     mmd_loss,
 )
 from .transfer_trainer import NonFiniteLossError, TransferLearningMixin
@@ -265,7 +266,7 @@ class DomainAdaptationMixin(TransferLearningMixin):
                 f"`adaptation_loss` includes 'dann', whose domain discriminator trains outside the model, which "
                 f"{engine} does not support. Use data parallelism for DANN (recipes/accelerate_configs/"
                 f"multi_gpu.yaml), or keep {engine} and choose losses without parameters of their own: "
-                "`adaptation_loss` mmd, coral or im."
+                "`adaptation_loss` mmd, coral, im or mcc."
             )
 
     # ---- data -----------------------------------------------------------------------------------------------
@@ -400,6 +401,9 @@ class DomainAdaptationMixin(TransferLearningMixin):
             for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
                 if name == "im":  # on the target predictions, not the features
                     value = information_maximization_loss(self._gather(logits[domain_labels == 1]))
+                elif name == "mcc":  # on the target predictions, not the features
+                    target_logits = self._gather(logits[domain_labels == 1])
+                    value = minimum_class_confusion_loss(target_logits, self.args.mcc_temperature)
                 elif name == "dann":  # a mean over rows: each process's own rows, like the task loss
                     value = self._alignment_loss(name, features[domain_labels == 0], features[domain_labels == 1])
                 else:
@@ -412,9 +416,9 @@ class DomainAdaptationMixin(TransferLearningMixin):
     def _gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Every process's `rows`, concatenated in rank order, with gradients (one process: `rows` itself).
 
-        MMD, CORAL and the IM diversity term are statistics of the whole batch, not means of per-row terms, so with
-        several processes they are computed on the global batch, the same value on every process. See
-        `gather_with_gradients` for why the gradients are then exactly those of the global batch."""
+        MMD, CORAL, the IM diversity term and MCC's per-class normalisation are statistics of the whole batch, not
+        means of per-row terms, so with several processes they are computed on the global batch, the same value on
+        every process. See `gather_with_gradients` for why the gradients are then exactly those of the global batch."""
         if self.accelerator.num_processes == 1:
             return rows
         return gather_with_gradients(rows)

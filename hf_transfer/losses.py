@@ -177,3 +177,23 @@ def information_maximization_loss(target_logits: torch.Tensor) -> torch.Tensor:
         mean = probs.mean(dim=0)
         marginal = -(mean * torch.log(mean.clamp_min(1e-12))).sum()
         return conditional - marginal
+
+
+def minimum_class_confusion_loss(target_logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
+    """Minimum class confusion (MCC, Jin et al., ECCV 2020) on unlabeled target rows, to be minimised.
+
+    With p = softmax(logits / temperature), rows weighted by w_i ∝ 1 + exp(−H(p_i)) (confident rows count more,
+    Σ w_i = m), the class confusion matrix C = pᵀ diag(w) p is normalised per class (each column divided by its sum)
+    and the loss is the normalised confusion between different classes, (Σ C̃ − trace C̃) / C. It is 0 when every
+    row is predicted with certainty and (C − 1) / C when every prediction is uniform. Unlike entropy minimisation it
+    does not reward putting every row in one class. `target_logits` is `(m, C)`, m ≥ 1, C ≥ 2.
+    """
+    with torch.autocast(device_type=target_logits.device.type, enabled=False):
+        rows, classes = target_logits.shape
+        probs = torch.softmax(target_logits.float() / temperature, dim=1)
+        entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=1).detach()
+        weights = 1.0 + torch.exp(-entropy)
+        weights = rows * weights / weights.sum()
+        confusion = (probs * weights.unsqueeze(1)).T @ probs
+        confusion = confusion / confusion.sum(dim=0, keepdim=True).clamp_min(1e-12)  # a class no row predicts: 0
+        return (confusion.sum() - confusion.trace()) / classes

@@ -34,6 +34,11 @@ METHODS = {
         "Shi & Sha, *Information-Theoretical Learning of Discriminative Clusters for Unsupervised Domain "
         "Adaptation*, ICML 2012; Liang et al., *Do We Really Need to Access the Source Data?* (SHOT), ICML 2020",
     ),
+    "mcc": (
+        "MCC",
+        "minimum class confusion: less confusion between classes in the predictions on the unlabeled target rows",
+        "Jin et al., *Minimum Class Confusion for Versatile Domain Adaptation*, ECCV 2020",
+    ),
     "coral": (
         "CORAL",
         "matching the covariances of source and target features",
@@ -258,7 +263,7 @@ def write_model_card(
     )
     methods = [dict(zip(("name", "description", "citation"), METHODS[name])) for name in losses]
     if losses:
-        purpose = "adapt to the target domain" if "im" in losses else "align source and target features"
+        purpose = "adapt to the target domain" if {"im", "mcc"} & set(losses) else "align source and target features"
         method_sentence = "using " + " + ".join(METHODS[n][0] for n in losses) + f" to {purpose}."
     elif adapting:
         method_sentence = "as a source-only baseline (no alignment loss)."

@@ -27,7 +27,7 @@ def global_batch_step(output_dir: str, tokenizer, source, target, per_device_tra
     batch holds the same rows (batch i of the mixing sampler goes to process i % 2), so both must agree."""
     args = DomainAdaptationConfig(
         output_dir=output_dir,
-        adaptation_loss=["dann", "mmd", "coral", "im"],
+        adaptation_loss=["dann", "mmd", "coral", "im", "mcc"],
         discriminator_dropout=0.0,
         dann_schedule="constant",  # λ = 1 from the first step (the Ganin schedule starts at 0)
         max_steps=1,

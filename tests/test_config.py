@@ -46,6 +46,7 @@ def test_comma_separated_and_weighted_losses():
         ({"mmd_estimator": "linear"}, "mmd_estimator` must be 'unbiased' or 'biased'"),
         ({"alignment_features": "pooler"}, "alignment_features` must be one of"),
         ({"discriminator_learning_rate": 0.0}, "discriminator_learning_rate` must be > 0"),
+        ({"mcc_temperature": 0.0}, "mcc_temperature` must be > 0 (2.5 is the paper's default)"),
     ],
 )
 def test_validation_errors_name_the_argument_and_the_fix(kwargs, message):
@@ -66,7 +67,7 @@ def test_command_line_parsing():
             "x",
             "--adaptation_loss",
             "dann",
-            "mmd",
+            "mcc",
             "--adaptation_loss_weights",
             "1",
             "0.3",
@@ -76,7 +77,7 @@ def test_command_line_parsing():
             "constant",
         ]
     )
-    assert config.adaptation_loss == ["dann", "mmd"]
+    assert config.adaptation_loss == ["dann", "mcc"]
     assert config.adaptation_loss_weights == [1.0, 0.3]
     assert config.dann_schedule == "constant"
     (config,) = parser.parse_args_into_dataclasses(args=["--output_dir", "x", "--adaptation_loss", "none"])
@@ -87,6 +88,7 @@ def test_command_line_parsing():
         "--target_batch_fraction",
         "--dann_gamma",
         "--mmd_estimator",
+        "--mcc_temperature",
         "--alignment_features",
     ):
         assert name in help_text

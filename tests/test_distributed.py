@@ -33,7 +33,7 @@ def test_two_process_training_keeps_model_and_discriminator_identical_across_ran
 
 
 def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_path):
-    """MMD, CORAL and IM are gathered over processes (with gradients), DANN and the task loss are per-row means:
+    """MMD, CORAL, IM and MCC are gathered over processes (with gradients), DANN and the task loss are per-row means:
     2 processes × 8 rows give the losses and the SGD step of 1 process × 16 rows on the same rows."""
     from distributed_worker import global_batch_step
 
@@ -47,7 +47,9 @@ def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_
     )
 
     assert (
-        set(two["losses"]) == set(one_losses) == {"loss", "loss/task", "loss/dann", "loss/mmd", "loss/coral", "loss/im"}
+        set(two["losses"])
+        == set(one_losses)
+        == {"loss", "loss/task", "loss/dann", "loss/mmd", "loss/coral", "loss/im", "loss/mcc"}
     )
     for name, value in one_losses.items():
         assert two["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name

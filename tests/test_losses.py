@@ -162,3 +162,39 @@ def test_information_maximization_matches_hand_written_reference_and_prefers_con
     logits.requires_grad_(True)
     information_maximization_loss(logits).backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_minimum_class_confusion_matches_hand_written_reference():
+    from hf_transfer import minimum_class_confusion_loss
+
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    probs = (logits / 2.5).softmax(dim=1)
+    weights = torch.stack([1 + torch.exp((p * p.log()).sum()) for p in probs])
+    weights = 6 * weights / weights.sum()
+    confusion = torch.zeros(3, 3)
+    for j in range(3):
+        for k in range(3):
+            confusion[j, k] = sum(weights[i] * probs[i, j] * probs[i, k] for i in range(6))
+    normalised = confusion / confusion.sum(dim=0)  # each column (= row: the matrix is symmetric) sums to 1
+    expected = sum(normalised[j, k] for j in range(3) for k in range(3) if j != k) / 3
+    torch.testing.assert_close(minimum_class_confusion_loss(logits), expected)
+    torch.testing.assert_close(
+        minimum_class_confusion_loss(logits, temperature=1.0),
+        minimum_class_confusion_loss(logits * 2.5),  # the temperature divides the logits
+    )
+
+
+def test_minimum_class_confusion_prefers_confident_diverse_predictions_to_collapse_and_uncertainty():
+    from hf_transfer import minimum_class_confusion_loss
+
+    confident_diverse = torch.eye(3)[[0, 1, 2, 0, 1, 2]] * 60.0
+    collapsed = torch.eye(3)[[0] * 6] * 60.0
+    assert minimum_class_confusion_loss(confident_diverse) == pytest.approx(0.0, abs=1e-6)
+    assert minimum_class_confusion_loss(torch.zeros(6, 3)) == pytest.approx(2 / 3)  # uniform: (C - 1) / C
+    assert minimum_class_confusion_loss(collapsed) == pytest.approx(2 / 3, abs=1e-3)  # every row confused with 0
+    assert torch.isfinite(minimum_class_confusion_loss(torch.eye(3)[[0] * 6] * 1e4))  # a class no row predicts
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    minimum_class_confusion_loss(logits).backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert minimum_class_confusion_loss(logits.bfloat16()).dtype == torch.float32

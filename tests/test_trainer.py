@@ -459,13 +459,13 @@ def test_information_maximization_is_computed_on_the_target_predictions(tmp_path
 def test_bf16_mixed_precision_trains_every_loss_on_the_cpu(tmp_path, text_domains, tokenizer):
     """Features from the bf16 forward meet the fp32 discriminator (outside the model's autocast) in its dtype."""
     trainer = make_trainer(
-        tmp_path, text_domains, tokenizer, bf16=True, adaptation_loss=["dann", "mmd", "coral", "im"], max_steps=2
+        tmp_path, text_domains, tokenizer, bf16=True, adaptation_loss=["dann", "mmd", "coral", "im", "mcc"], max_steps=2
     )
     before = {n: p.detach().clone() for n, p in trainer.domain_discriminator.named_parameters()}
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss/dann" in e]
     assert len(logged) == 2 and all(
-        math.isfinite(e[f"loss/{n}"]) for e in logged for n in ("dann", "mmd", "coral", "im")
+        math.isfinite(e[f"loss/{n}"]) for e in logged for n in ("dann", "mmd", "coral", "im", "mcc")
     )
     assert all(p.dtype == torch.float32 for p in trainer.domain_discriminator.parameters())
     assert any(not torch.equal(p, before[n]) for n, p in trainer.domain_discriminator.named_parameters())
