@@ -115,6 +115,21 @@ def test_amazon_report_label_free_choice_across_methods(records):
     assert "tuning candidates included" not in text  # no --define'd method in these records
 
 
+def test_amazon_report_with_a_method_defined_on_the_command_line(records, monkeypatch):
+    """A `--define`d method joins the tables of the results file, but not the coverage or the standard summary."""
+    monkeypatch.setattr(amazon, "METHODS", dict(amazon.METHODS))  # parse_arguments adds to it
+    args = amazon.parse_arguments(["--define", "mcc", "--adaptation_loss mcc", "--methods", "mcc"])
+    assert args.methods == ["mcc"] and amazon.METHODS["mcc"] == ["--adaptation_loss", "mcc"]
+    rows = records + run("books", "kitchen", "mcc", [entry(50, 0.90), entry(100, 0.92)])
+    text = amazon.report(rows)
+    assert "| mcc | 1 | +4.00 | 1 of 1 |" in text  # 92 against source-only's 88
+    assert "\n- mcc" not in text and "- oracle: 1 of 4" in text  # coverage: the benchmark's methods only
+    standard = text.split("the four standard methods")[1].split("##")[0]
+    assert "mcc" not in standard
+    assert "mcc" in text.split("tuning candidates included")[1].split("##")[0]
+    assert "mcc" not in amazon.summary(rows)
+
+
 def test_amazon_report_is_complete_when_every_run_is_in():
     rows = []
     for pair in amazon.PAIRS:
