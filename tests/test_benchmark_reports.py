@@ -130,6 +130,22 @@ def test_amazon_report_with_a_method_defined_on_the_command_line(records, monkey
     assert "mcc" not in amazon.summary(rows)
 
 
+def test_amazon_tuning_table_ranks_the_methods_of_both_dev_pairs_by_the_declared_validator():
+    rows = []
+    for pair, offset in (("books:kitchen", 0.0), ("electronics:books", -0.05)):
+        source, target = pair.split(":")
+        rows += run(source, target, "source_only", [entry(100, 0.88 + offset, dev=0.3)])
+        rows += run(source, target, "mcc", [entry(100, 0.86 + offset, dev=0.1)])  # lowest DEV, lower accuracy
+        rows += run(source, target, "dann", [entry(100, 0.90 + offset, dev=0.5)])
+    rows += run("books", "kitchen", "im", [entry(100, 0.95, dev=0.0)])  # one dev pair only: not ranked
+    table = amazon.report(rows).split("## Label-free tuning on the dev pairs")[1].split("\n## ")[0]
+    ranked = [line.split(" | ")[1] for line in table.splitlines() if line.startswith("| ") and "rank" not in line]
+    assert ranked == ["mcc", "source-only", "DANN"]  # by mean DEV, the rule's order, whatever the accuracy
+    assert "| 1 | mcc |" in table and table.splitlines()[-1].endswith("| 87.5 | +2.00 |")  # DANN, after the fact
+    assert "| 83.5 | -2.00 |" in table and "| 85.5 | – |" in table
+    assert "## Label-free tuning on the dev pairs" in amazon.summary(rows).replace("####", "##")
+
+
 def test_amazon_report_is_complete_when_every_run_is_in():
     rows = []
     for pair in amazon.PAIRS:
