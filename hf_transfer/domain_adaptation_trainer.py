@@ -398,11 +398,12 @@ class DomainAdaptationMixin(TransferLearningMixin):
             source, target = features[domain_labels == 0], features[domain_labels == 1]
             if {"mmd", "coral"} & set(self.args.adaptation_loss):
                 source, target = self._gather(source), self._gather(target)
+            if {"im", "mcc"} & set(self.args.adaptation_loss):  # on the target predictions, not the features
+                target_logits = self._gather(logits[domain_labels == 1])
             for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
-                if name == "im":  # on the target predictions, not the features
-                    value = information_maximization_loss(self._gather(logits[domain_labels == 1]))
-                elif name == "mcc":  # on the target predictions, not the features
-                    target_logits = self._gather(logits[domain_labels == 1])
+                if name == "im":
+                    value = information_maximization_loss(target_logits)
+                elif name == "mcc":
                     value = minimum_class_confusion_loss(target_logits, self.args.mcc_temperature)
                 elif name == "dann":  # a mean over rows: each process's own rows, like the task loss
                     value = self._alignment_loss(name, features[domain_labels == 0], features[domain_labels == 1])
