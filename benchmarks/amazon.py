@@ -235,10 +235,6 @@ def update_readme(records: list[dict], readme: Path) -> bool:
     return True
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
 def _pairs(records: list[dict]) -> list[str]:
     return [p for p in PAIRS if any(f"{r['source']}:{r['target']}" == p for r in records)]
 
@@ -274,7 +270,8 @@ def against_source_only_table(records: list[dict], methods: list[str]) -> list[s
         gap = "–"
         if gaps:
             pooled = sum(r.adapted - r.source_only for r in gaps) / sum(r.oracle - r.source_only for r in gaps)
-            gap = f"{pooled:.2f} (the {_count(len(gaps), 'pair')} whose oracle beats source-only)"
+            pairs = "1 pair" if len(gaps) == 1 else f"{len(gaps)} pairs"
+            gap = f"{pooled:.2f} (the {pairs} whose oracle beats source-only)"
         lines.append(
             f"| {NAMES.get(method, method)} | {len(rows)} | {100 * statistics.mean(r.gain for r in rows):+.2f} | "
             f"{sum(r.gain > 0 for r in rows)} of {len(rows)} | {gap} |"
