@@ -9,7 +9,7 @@ CPU protocol (every method, every pair): the recipe's defaults, i.e. MiniLM (all
 steps of 16 labeled source + 16 unlabeled target reviews (source-only: the 16 source reviews), at most 128 tokens,
 AdamW 5e-5 with 10 % warm-up, seed 42; an evaluation every 50 steps (steps 50, 100, 150) of the target test set
 (all 2000 labeled target reviews), the source validation set (400 held-out source reviews) and the label-free
-validators (`hf_transfer.model_selection`, on 1000 unlabeled target reviews).
+validators (`hf_transfer.evaluation.selection`, on 1000 unlabeled target reviews).
 
 Oracle (per target domain, an upper bound): trained on target labels with the same recipe and protocol
 (`--adaptation_loss none`), by 2-fold cross-validation over the 2000 labeled target reviews (identical texts kept in
@@ -45,8 +45,9 @@ METHODS = {
 }
 NAMES = {"source_only": "source-only", "dann": "DANN", "mmd": "MMD", "coral": "CORAL"}
 STANDARD = tuple(METHODS)  # the benchmark proper; `--define` adds methods to METHODS, not to it
-# The label-free tuning protocol declared in the README before the candidates ran: the defaults are chosen on these
-# two pairs (a near and a far one) by the lowest mean DEV at the last checkpoint, among methods that ran on both.
+# The label-free tuning protocol declared (in the README, now docs/benchmarks.md) before the candidates ran: the
+# defaults are chosen on these two pairs (a near and a far one) by the lowest mean DEV at the last checkpoint, among
+# methods that ran on both.
 DEV_PAIRS = ("books:kitchen", "electronics:books")
 TUNING_VALIDATOR = "dev"
 
@@ -207,8 +208,9 @@ def report(records: list[dict]) -> str:
 
 
 def summary(records: list[dict]) -> str:
-    """The README's summary: the benchmark proper (source-only, DANN, MMD, CORAL and the oracle) and the tuning
-    rule at work on the dev pairs (which ranks the tuning candidates too); every other table stays in `amazon.md`."""
+    """The summary in `docs/benchmarks.md`: the benchmark proper (source-only, DANN, MMD, CORAL and the oracle) and
+    the tuning rule at work on the dev pairs (which ranks the tuning candidates too); every other table stays in
+    `amazon.md`."""
     standard = [m for m in STANDARD if any(r["method"] == m for r in records)]
     lines = coverage(records)
     lines += ["", "#### Target-test accuracy (%) per pair, last checkpoint", ""]
@@ -216,22 +218,23 @@ def summary(records: list[dict]) -> str:
     lines += ["", "#### Against source-only, last checkpoint", ""] + against_source_only_table(records, standard)
     table = across_methods_table(records, _pairs(records), standard, "the four standard methods")
     table += tuning_table(records)
-    lines = [f"##{line}" if line.startswith("## ") else line for line in lines + table]  # under a README "###"
+    lines = [f"#{line}" if line.startswith("## ") else line for line in lines + table]  # under the page's "##"
     return "\n".join(lines) + "\n"
 
 
-README_START = "<!-- summary written by `python benchmarks/amazon.py --report_only`: start -->"
-README_END = "<!-- summary written by `python benchmarks/amazon.py --report_only`: end -->"
+SUMMARY_PAGE = ROOT / "docs" / "benchmarks.md"
+SUMMARY_START = "<!-- summary written by `python benchmarks/amazon.py --report_only`: start -->"
+SUMMARY_END = "<!-- summary written by `python benchmarks/amazon.py --report_only`: end -->"
 
 
-def update_readme(records: list[dict], readme: Path) -> bool:
-    """Rewrite the summary between the README's markers (nothing else); False when the README has no markers."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
+def update_summary(records: list[dict], page: Path) -> bool:
+    """Rewrite the summary between the page's markers (nothing else); False when the page has no markers."""
+    text = page.read_text()
+    if SUMMARY_START not in text or SUMMARY_END not in text:
         return False
-    before, rest = text.split(README_START, 1)
-    after = rest.split(README_END, 1)[1]
-    readme.write_text(f"{before}{README_START}\n{summary(records)}\n{README_END}{after}")
+    before, rest = text.split(SUMMARY_START, 1)
+    after = rest.split(SUMMARY_END, 1)[1]
+    page.write_text(f"{before}{SUMMARY_START}\n{summary(records)}\n{SUMMARY_END}{after}")
     return True
 
 
@@ -254,7 +257,7 @@ def against_source_only_table(records: list[dict], methods: list[str]) -> list[s
     gap closed over the pairs whose oracle beats source-only, pooled: Σ(adapted − source-only) / Σ(oracle −
     source-only). Pooled, not a mean of per-pair ratios: one pair whose oracle is a hair above source-only would
     otherwise swamp the mean."""
-    from hf_transfer.transfer_report import TransferReport
+    from hf_transfer.evaluation.report import TransferReport
 
     lines = ["| method | pairs | mean gain (points) | better than source-only | gap closed (pooled) |"]
     lines += ["|---|---|---|---|---|"]
@@ -298,7 +301,7 @@ def tuning_table(records: list[dict]) -> list[str]:
     """The declared label-free tuning rule at work: every method that ran on both dev pairs, ranked by its mean
     `TUNING_VALIDATOR` at the last checkpoint (the rule reads nothing else); its other validators, and then, after the
     fact, its target accuracy and gain over source-only on the same pairs."""
-    from hf_transfer.model_selection import VALIDATORS
+    from hf_transfer.evaluation.selection import VALIDATORS
 
     runs = {}
     for method in sorted({r["method"] for r in records} - {"oracle"}):
@@ -333,7 +336,7 @@ def tuning_table(records: list[dict]) -> list[str]:
 def validators_table(records: list[dict], methods: list[str]) -> list[str]:
     """What label-free tuning sees: each method's validators at its last checkpoint, averaged over the pairs it ran
     on (no target label in this table; compare methods on the same pairs)."""
-    from hf_transfer.model_selection import VALIDATORS
+    from hf_transfer.evaluation.selection import VALIDATORS
 
     runs = {(r["source"], r["target"], r["method"]): r for r in records if r["selection_rule"] == "last"}
     names = list(VALIDATORS)
@@ -352,7 +355,7 @@ def across_methods_table(records: list[dict], pairs: list[str], methods: list[st
     """Label-free model selection as a user would do it per target: among every run of the pair (each method,
     source-only included) and every evaluated checkpoint, the one a validator prefers; its target accuracy next to
     source-only's last checkpoint. The `target labels` row picks with the target test labels (reference only)."""
-    from hf_transfer.model_selection import VALIDATORS
+    from hf_transfer.evaluation.selection import VALIDATORS
 
     complete = [p for p in pairs if all(_accuracy(records, p, m) is not None for m in methods)]
     if not complete or "source_only" not in methods:
@@ -410,7 +413,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--report_only",
         action="store_true",
-        help="Only rewrite the tables from --output, and the summary between the markers of the repository's README.",
+        help="Only rewrite the tables from --output, and the summary between the markers of docs/benchmarks.md.",
     )
     args, args.extra = parser.parse_known_args(argv)  # anything else goes to the recipe
     return args
@@ -436,8 +439,8 @@ def main() -> None:
                     shutil.rmtree(Path(args.output_root) / f"oracle_{target}_seed{seed}" / "data", ignore_errors=True)
     results.save()
     print(Path(args.output).with_suffix(".md").read_text())
-    if args.report_only and update_readme(results.records, ROOT / "README.md"):
-        print(f"README.md: summary rewritten from {args.output}")
+    if args.report_only and update_summary(results.records, SUMMARY_PAGE):
+        print(f"{SUMMARY_PAGE.relative_to(ROOT)}: summary rewritten from {args.output}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ long benchmark can be split across sessions).
 
 Selection rules (which checkpoint of a run is reported): `last` (the end of training, what the recipe saves),
 `oracle` (the best target-test accuracy: uses target labels, for reference only) and one per label-free validator
-of `hf_transfer.model_selection` (`source_accuracy`, `target_entropy`, `im`, `snd`, `dev`, `proxy_a_distance`).
+of `hf_transfer.evaluation.selection` (`source_accuracy`, `target_entropy`, `im`, `snd`, `dev`, `proxy_a_distance`).
 """
 
 import hashlib
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hf_transfer.model_selection import VALIDATORS, best_step  # noqa: E402
+from hf_transfer.evaluation.selection import VALIDATORS, best_step  # noqa: E402
 
 RULES = ("last", "oracle", *VALIDATORS)
 

@@ -78,7 +78,7 @@ def run_records(model_type: str, method: str, seed: int, args) -> list[dict]:
 
 
 def report(records: list[dict]) -> str:
-    from hf_transfer.transfer_report import TransferReport
+    from hf_transfer.evaluation.report import TransferReport
 
     def accuracies(model: str, method: str, rule: str = "last") -> dict[int, float]:
         found = [r for r in records if (r["model"], r["method"], r["selection_rule"]) == (model, method, rule)]

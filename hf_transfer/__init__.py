@@ -1,10 +1,18 @@
-"""hf_transfer: transfer learning and unsupervised domain adaptation for Hugging Face `transformers` models."""
+"""hf_transfer: transfer learning and unsupervised domain adaptation for Hugging Face `transformers` models.
 
+One subpackage per trainer family (`fine_tuning`, `domain_adaptation`), each a config + trainer pair; what the
+families share sits in named modules beside them (`base_config`, `base_trainer`, `strategies`, `features`,
+`evaluation`, `hub`, ...). Every public name is importable from here.
+"""
+
+from .base_config import BaseConfig
+from .base_trainer import BaseTrainerMixin, NonFiniteLossError
 from .data import AMAZON_DOMAINS, load_amazon_reviews, load_digits, load_domain_dataset
-from .domain_adaptation_config import DomainAdaptationConfig
-from .domain_adaptation_trainer import DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
-from .linear_probe import embed_and_predict, extract_features, linear_probe
-from .losses import (
+from .domain_adaptation import (
+    ADAPTATION_LOSSES,
+    DomainAdaptationConfig,
+    DomainAdaptationMixin,
+    DomainAdaptationTrainer,
     DomainDiscriminator,
     coral_loss,
     dann_coefficient,
@@ -14,37 +22,59 @@ from .losses import (
     minimum_class_confusion_loss,
     mmd_loss,
 )
+from .domain_mixing import DomainMixingBatchSampler
+from .evaluation import (
+    VALIDATORS,
+    LabelFreeModelSelection,
+    TransferDiagnostics,
+    TransferReport,
+    label_free_validators,
+    linear_probe,
+)
+from .features import embed_and_predict, extract_features
+from .fine_tuning import FineTuningConfig, FineTuningMixin, FineTuningTrainer
+from .loss_spec import LossInputs, LossSpec
 from .metrics import compute_classification_metrics, load_metric
-from .model_selection import VALIDATORS, LabelFreeModelSelection, label_free_validators
-from .transfer_config import TransferConfig
-from .transfer_report import TransferReport
-from .transfer_strategies import ProgressiveUnfreezingCallback, layer_groups
-from .transfer_trainer import NonFiniteLossError, TransferLearningMixin, TransferTrainer
+from .strategies import ProgressiveUnfreezingCallback, layer_groups
+
+# The fine-tuning family's former names, kept: `TransferTrainer` and `TransferConfig` are `FineTuningTrainer` and
+# `FineTuningConfig`; `TransferLearningMixin` is `FineTuningMixin`.
+TransferConfig = FineTuningConfig
+TransferTrainer = FineTuningTrainer
+TransferLearningMixin = FineTuningMixin
 
 __all__ = [
-    "NonFiniteLossError",
+    "ADAPTATION_LOSSES",
     "AMAZON_DOMAINS",
     "VALIDATORS",
+    "BaseConfig",
+    "BaseTrainerMixin",
     "DomainAdaptationConfig",
     "DomainAdaptationMixin",
     "DomainAdaptationTrainer",
     "DomainDiscriminator",
     "DomainMixingBatchSampler",
+    "FineTuningConfig",
+    "FineTuningMixin",
+    "FineTuningTrainer",
     "LabelFreeModelSelection",
+    "LossInputs",
+    "LossSpec",
+    "NonFiniteLossError",
     "ProgressiveUnfreezingCallback",
     "TransferConfig",
+    "TransferDiagnostics",
     "TransferLearningMixin",
     "TransferReport",
     "TransferTrainer",
     "compute_classification_metrics",
     "coral_loss",
     "dann_coefficient",
-    "embed_and_predict",
     "domain_adversarial_loss",
+    "embed_and_predict",
     "extract_features",
     "gradient_reversal",
     "information_maximization_loss",
-    "minimum_class_confusion_loss",
     "label_free_validators",
     "layer_groups",
     "linear_probe",
@@ -52,5 +82,6 @@ __all__ = [
     "load_digits",
     "load_domain_dataset",
     "load_metric",
+    "minimum_class_confusion_loss",
     "mmd_loss",
 ]

@@ -28,23 +28,19 @@ from dataclasses import dataclass, field
 
 from transformers import default_data_collator, set_seed
 
-from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
-from hf_transfer.recipe_utils import (
-    EvaluationArguments,
-    ImageModelArguments,
-    check_columns,
+from hf_transfer import DomainAdaptationConfig
+from hf_transfer.recipes.arguments import EvaluationArguments, ImageModelArguments
+from hf_transfer.recipes.models import load_image_classifier
+from hf_transfer.recipes.parser import parse_recipe_args
+from hf_transfer.recipes.preprocessing import (
+    check_image_columns,
     check_image_training_args,
-    describe_dataset,
-    finish_run,
-    image_transform,
+    domain_card_info,
     label_names_of,
-    load_image_classifier,
     load_split,
-    parse_recipe_args,
-    prepare_image_dataset,
-    setup_logging,
-    source_only_baseline,
+    prepare_image_sets,
 )
+from hf_transfer.recipes.run import setup_logging, train_domain_adaptation
 
 
 @dataclass
@@ -101,89 +97,61 @@ def parse_args(argv: list[str] | None = None):
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, evaluation_args, training_args = parse_args(argv)
-    setup_logging()
-    check_image_training_args(training_args)
-    seed = training_args.seed
+def load_datasets(data_args: DataArguments, seed: int) -> dict:
+    """{name: (dataset or None, argument)}: the source train and test splits, the unlabeled target images and the
+    labeled target test images (never the ones adapted on)."""
     test_spec = data_args.target_test_dataset or data_args.target_dataset
-    source = load_split(
-        data_args.source_dataset, data_args.source_train_split, "source_dataset", data_args.max_train_samples, seed
-    )
-    source_test = load_split(
-        data_args.source_dataset, data_args.source_test_split, "source_dataset", data_args.max_eval_samples, seed
-    )
-    target = load_split(
-        data_args.target_dataset, data_args.target_train_split, "target_dataset", data_args.max_target_samples, seed
-    )
-    target_test = load_split(
-        test_spec, data_args.target_test_split, "target_test_dataset", data_args.max_eval_samples, seed
-    )
     if test_spec == data_args.target_dataset and data_args.target_test_split == data_args.target_train_split:
         raise ValueError(
             f"`target_test_split` and `target_train_split` are both {data_args.target_train_split!r}: the target "
             "test images must not be the ones adapted on. Choose another split."
         )
-    fix = "set --image_column / --label_column to its column names."
-    labeled = [data_args.image_column, data_args.label_column]
-    check_columns(source, "source_dataset", labeled, fix)
-    check_columns(target, "target_dataset", [data_args.image_column], fix)
-    check_columns(target_test, "target_test_dataset", labeled, fix)
-    label_names = label_names_of(source, data_args.label_column)
+    source, target, max_eval = data_args.source_dataset, data_args.target_dataset, data_args.max_eval_samples
+    return {
+        "source": (
+            load_split(source, data_args.source_train_split, "source_dataset", data_args.max_train_samples, seed),
+            "source_dataset",
+        ),
+        "source_test": (
+            load_split(source, data_args.source_test_split, "source_dataset", max_eval, seed),
+            "source_dataset",
+        ),
+        "target": (
+            load_split(target, data_args.target_train_split, "target_dataset", data_args.max_target_samples, seed),
+            "target_dataset",
+        ),
+        "target_test": (
+            load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed),
+            "target_test_dataset",
+        ),
+    }
 
-    set_seed(seed)  # the model (or its new head) is initialised from the seed
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, evaluation_args, training_args = parse_args(argv)
+    setup_logging()
+    check_image_training_args(training_args)
+    raw = load_datasets(data_args, training_args.seed)
+    check_image_columns(raw, data_args, unlabeled=("target",))
+    label_names = label_names_of(raw["source"][0], data_args.label_column)
+
+    set_seed(training_args.seed)  # the model (or its new head) is initialised from the seed
     model, image_processor, base_model = load_image_classifier(model_args, label_names)
-
-    transform = image_transform(image_processor, data_args.image_column)
-
-    def prepare(dataset, argument, labeled=True):
-        label_column = data_args.label_column if labeled else None
-        return prepare_image_dataset(dataset, argument, transform, data_args.image_column, label_column, label_names)
-
-    with training_args.main_process_first(desc="label encoding"):
-        source = prepare(source, "source_dataset")
-        target = prepare(target, "target_dataset", labeled=False)  # target labels are never read
-        target_test = prepare(target_test, "target_test_dataset")
-        source_test = prepare(source_test, "source_dataset") if source_test is not None else None
-
-    eval_sets = {"target_test": target_test}
-    if source_test is not None:
-        eval_sets = {"source_test": source_test, **eval_sets}
-
-    card_info = dict(
-        base_model=base_model,
-        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
-        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
-        eval_datasets={
-            "source_test": describe_dataset(data_args.source_dataset, data_args.source_test_split),
-            "target_test": describe_dataset(test_spec, data_args.target_test_split),
-        },
-    )
-    source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
-    selection = evaluation_args.selection_callback(training_args, source_test, target, default_data_collator)
-    diagnostics = evaluation_args.diagnostics(training_args, source_test, target, default_data_collator, model)
-
-    trainer = DomainAdaptationTrainer(
+    sets = prepare_image_sets(raw, image_processor, data_args, label_names, training_args, unlabeled=("target",))
+    eval_sets = {name: sets[name] for name in ("source_test", "target_test") if sets[name] is not None}
+    architecture = os.path.basename(base_model) if base_model else model_args.model_type
+    return train_domain_adaptation(
+        training_args,
+        evaluation_args,
         model=model,
-        args=training_args,
-        train_dataset=source,
-        target_dataset=target,
-        eval_dataset=eval_sets,
         processing_class=image_processor,
         data_collator=default_data_collator,
-        compute_metrics=compute_classification_metrics,
-        callbacks=[selection] if selection else None,
-    )
-    trainer.set_model_card_info(**card_info)
-    trainer.set_baselines(source_only_results=source_only_results)
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if diagnostics is not None:
-        trainer.set_transfer_diagnostics(diagnostics.after(trainer.model, training_args.output_dir))
-    return finish_run(
-        trainer,
-        train_result,
-        report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, "
-        f"{os.path.basename(base_model) if base_model else model_args.model_type}, "
+        source=sets["source"],
+        target=sets["target"],
+        source_validation=sets["source_test"],
+        eval_datasets=eval_sets,
+        card_info=domain_card_info(base_model, data_args, "source_test", data_args.source_test_split),
+        report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, {architecture}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )
 

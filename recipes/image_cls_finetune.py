@@ -28,23 +28,19 @@ from dataclasses import dataclass, field
 
 from transformers import default_data_collator, set_seed
 
-from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics
-from hf_transfer.recipe_utils import (
-    FineTuningArguments,
-    ImageModelArguments,
-    check_columns,
+from hf_transfer import FineTuningConfig
+from hf_transfer.recipes.arguments import FineTuningArguments, ImageModelArguments
+from hf_transfer.recipes.models import load_image_classifier
+from hf_transfer.recipes.parser import parse_recipe_args
+from hf_transfer.recipes.preprocessing import (
+    check_image_columns,
     check_image_training_args,
     describe_dataset,
-    finish_run,
-    image_transform,
     label_names_of,
-    load_image_classifier,
     load_split,
-    parse_recipe_args,
-    prepare_image_dataset,
-    run_linear_probe,
-    setup_logging,
+    prepare_image_sets,
 )
+from hf_transfer.recipes.run import setup_logging, train_fine_tuning
 
 
 @dataclass
@@ -68,7 +64,7 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
 
 
-# This recipe's defaults for `TransferConfig` fields: the source rows of `image_cls_dann.py`'s batches, same steps.
+# This recipe's defaults for `FineTuningConfig` fields: the source rows of `image_cls_dann.py`'s batches, same steps.
 RECIPE_DEFAULTS = {
     "output_dir": "outputs/image_cls_finetune",
     "max_steps": 1500,
@@ -86,8 +82,26 @@ RECIPE_DEFAULTS = {
 
 def parse_args(argv: list[str] | None = None):
     return parse_recipe_args(
-        (ImageModelArguments, DataArguments, FineTuningArguments, TransferConfig), RECIPE_DEFAULTS, argv
+        (ImageModelArguments, DataArguments, FineTuningArguments, FineTuningConfig), RECIPE_DEFAULTS, argv
     )
+
+
+def load_datasets(data_args: DataArguments, seed: int) -> dict:
+    """{name: (dataset or None, argument)}: the training split, the held-out validation split and the test set."""
+    test = None
+    if data_args.test_dataset not in (None, "", "none"):
+        test = load_split(data_args.test_dataset, data_args.test_split, "test_dataset", data_args.max_eval_samples)
+    return {
+        "train": (
+            load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed),
+            "dataset",
+        ),
+        "validation": (
+            load_split(data_args.dataset, data_args.validation_split, "dataset", data_args.max_eval_samples),
+            "dataset",
+        ),
+        "test": (test, "test_dataset"),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -95,66 +109,36 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging()
     check_image_training_args(training_args)
     fine_tuning_args.check(training_args)
-    seed = training_args.seed
-    train = load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed)
-    validation = load_split(data_args.dataset, data_args.validation_split, "dataset", data_args.max_eval_samples)
-    test = None
-    if data_args.test_dataset not in (None, "", "none"):
-        test = load_split(data_args.test_dataset, data_args.test_split, "test_dataset", data_args.max_eval_samples)
-    fix = "set --image_column / --label_column to its column names."
-    for argument, dataset in (("dataset", train), ("dataset", validation), ("test_dataset", test)):
-        if dataset is not None:
-            check_columns(dataset, argument, [data_args.image_column, data_args.label_column], fix)
-    label_names = label_names_of(train, data_args.label_column)
+    raw = load_datasets(data_args, training_args.seed)
+    check_image_columns(raw, data_args)
+    label_names = label_names_of(raw["train"][0], data_args.label_column)
 
-    set_seed(seed)  # the model (or its new head) is initialised from the seed
+    set_seed(training_args.seed)  # the model (or its new head) is initialised from the seed
     model, image_processor, base_model = load_image_classifier(model_args, label_names)
-    transform = image_transform(image_processor, data_args.image_column)
-
-    def prepare(dataset, argument):
-        return prepare_image_dataset(
-            dataset, argument, transform, data_args.image_column, data_args.label_column, label_names
-        )
-
-    with training_args.main_process_first(desc="label encoding"):
-        train = prepare(train, "dataset")
-        eval_sets = {
-            name: prepare(dataset, argument)
-            for name, dataset, argument in (("validation", validation, "dataset"), ("test", test, "test_dataset"))
-            if dataset is not None
-        }
-
-    probe_metrics = run_linear_probe(fine_tuning_args, model, train, eval_sets, default_data_collator)
-
-    trainer = TransferTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=eval_sets or None,
-        processing_class=image_processor,
-        data_collator=default_data_collator,
-        compute_metrics=compute_classification_metrics,
-    )
-    trainer.set_model_card_info(
-        base_model=base_model,
-        source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
-        eval_datasets={
-            "validation": describe_dataset(data_args.dataset, data_args.validation_split),
-            "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
-        },
-    )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    sets = prepare_image_sets(raw, image_processor, data_args, label_names, training_args)
+    eval_sets = {name: sets[name] for name in ("validation", "test") if sets[name] is not None}
     first_eval = next(iter(eval_sets), None)
     architecture = os.path.basename(base_model) if base_model else model_args.model_type
-    return finish_run(
-        trainer,
-        train_result,
+    return train_fine_tuning(
+        training_args,
+        fine_tuning_args,
+        model=model,
+        processing_class=image_processor,
+        data_collator=default_data_collator,
+        train_dataset=sets["train"],
+        eval_datasets=eval_sets,
+        card_info=dict(
+            base_model=base_model,
+            source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
+            eval_datasets={
+                "validation": describe_dataset(data_args.dataset, data_args.validation_split),
+                "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
+            },
+        ),
         report=f"{first_eval} accuracy ({data_args.dataset}, {architecture}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval
         else "trained (no evaluation set)",
-        extra_metrics=probe_metrics,
-        merge_adapter=fine_tuning_args.merge_adapter,
     )
 
 

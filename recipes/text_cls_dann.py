@@ -18,8 +18,9 @@ Other runs:
     # your own data: local files or Hub dataset ids, with column names
     accelerate launch recipes/text_cls_dann.py --source_dataset src.jsonl --target_dataset tgt.jsonl \\
         --target_test_dataset tgt_test.jsonl --text_column review --label_column stars
-    # every argument from a file
+    # every argument from a file, and command-line overrides on top of it
     accelerate launch recipes/text_cls_dann.py recipes/configs/text_cls_dann.yaml
+    accelerate launch recipes/text_cls_dann.py --config recipes/configs/text_cls_dann.yaml --max_steps 50 --seed 1
 
 `python recipes/text_cls_dann.py --help` lists every argument (model, data, and `DomainAdaptationConfig`, which
 includes the transfer strategies: `--transfer_strategy lora|dora|ia3|feature_extraction|freeze_layers ...`).
@@ -30,22 +31,18 @@ from dataclasses import dataclass, field
 
 from transformers import DataCollatorWithPadding, set_seed
 
-from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
-from hf_transfer.recipe_utils import (
-    EvaluationArguments,
-    TextModelArguments,
-    check_columns,
-    describe_dataset,
-    encode_labels,
-    finish_run,
+from hf_transfer import DomainAdaptationConfig
+from hf_transfer.recipes.arguments import EvaluationArguments, TextModelArguments
+from hf_transfer.recipes.models import load_text_classifier
+from hf_transfer.recipes.parser import parse_recipe_args
+from hf_transfer.recipes.preprocessing import (
+    check_text_columns,
+    domain_card_info,
     label_names_of,
     load_split,
-    load_text_classifier,
-    parse_recipe_args,
-    setup_logging,
-    source_only_baseline,
-    text_tokenizer_function,
+    prepare_text_sets,
 )
+from hf_transfer.recipes.run import setup_logging, train_domain_adaptation
 
 
 @dataclass
@@ -98,87 +95,51 @@ def parse_args(argv: list[str] | None = None):
     )
 
 
+def load_datasets(data_args: DataArguments, seed: int) -> dict:
+    """{name: (dataset or None, argument)}: the source train and validation splits, the unlabeled target rows and
+    the labeled target test set."""
+    source, test_spec = data_args.source_dataset, data_args.target_test_dataset or data_args.target_dataset
+    max_train, max_eval = data_args.max_train_samples, data_args.max_eval_samples
+    validation = None
+    if not os.path.isfile(source):  # a single local file has no validation split
+        validation = load_split(source, data_args.source_validation_split, "source_dataset", max_eval, seed)
+    target = load_split(data_args.target_dataset, data_args.target_train_split, "target_dataset")
+    return {
+        "source": (
+            load_split(source, data_args.source_train_split, "source_dataset", max_train, seed),
+            "source_dataset",
+        ),
+        "source_validation": (validation, "source_dataset"),
+        "target": (target, "target_dataset"),
+        "target_test": (
+            load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed),
+            "target_test_dataset",
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, evaluation_args, training_args = parse_args(argv)
     setup_logging()
-    seed = training_args.seed
+    raw = load_datasets(data_args, training_args.seed)
+    check_text_columns(raw, data_args, unlabeled=("target",))
+    label_names = label_names_of(raw["source"][0], data_args.label_column)
 
-    source = load_split(
-        data_args.source_dataset, data_args.source_train_split, "source_dataset", data_args.max_train_samples, seed
-    )
-    validation = None
-    if not os.path.isfile(data_args.source_dataset):  # a single local file has no validation split
-        validation = load_split(
-            data_args.source_dataset,
-            data_args.source_validation_split,
-            "source_dataset",
-            data_args.max_eval_samples,
-            seed,
-        )
-    target = load_split(data_args.target_dataset, data_args.target_train_split, "target_dataset")
-    test_spec = data_args.target_test_dataset or data_args.target_dataset
-    target_test = load_split(
-        test_spec, data_args.target_test_split, "target_test_dataset", data_args.max_eval_samples, seed
-    )
-
-    text_columns = [data_args.text_column] + ([data_args.text_pair_column] if data_args.text_pair_column else [])
-    fix = "set --text_column / --text_pair_column / --label_column to its column names."
-    check_columns(source, "source_dataset", text_columns + [data_args.label_column], fix)
-    check_columns(target, "target_dataset", text_columns, fix)
-    check_columns(target_test, "target_test_dataset", text_columns + [data_args.label_column], fix)
-    label_names = label_names_of(source, data_args.label_column)
-
-    set_seed(seed)  # the new classification head is initialised from the seed
+    set_seed(training_args.seed)  # the new classification head is initialised from the seed
     model, tokenizer, model_card_name = load_text_classifier(model_args, label_names)
-    tokenize = text_tokenizer_function(
-        tokenizer, data_args.text_column, data_args.text_pair_column, data_args.max_length
-    )
-
-    def prepare(dataset, argument):
-        return encode_labels(dataset, argument, data_args.label_column, label_names).map(tokenize, batched=True)
-
-    with training_args.main_process_first(desc="tokenization"):
-        source = prepare(source, "source_dataset")
-        target_test = prepare(target_test, "target_test_dataset")
-        target = target.map(tokenize, batched=True)
-        validation = prepare(validation, "source_dataset") if validation is not None else None
-
-    eval_sets = {"target_test": target_test}
-    if validation is not None:
-        eval_sets = {"source_validation": validation, **eval_sets}
-
-    card_info = dict(
-        base_model=model_card_name,
-        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
-        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
-        eval_datasets={
-            "source_validation": describe_dataset(data_args.source_dataset, data_args.source_validation_split),
-            "target_test": describe_dataset(test_spec, data_args.target_test_split),
-        },
-    )
-    source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
-    collator = DataCollatorWithPadding(tokenizer)
-    selection = evaluation_args.selection_callback(training_args, validation, target, collator)
-    diagnostics = evaluation_args.diagnostics(training_args, validation, target, collator, model)
-
-    trainer = DomainAdaptationTrainer(
+    sets = prepare_text_sets(raw, tokenizer, data_args, label_names, training_args, unlabeled=("target",))
+    eval_sets = {name: sets[name] for name in ("source_validation", "target_test") if sets[name] is not None}
+    return train_domain_adaptation(
+        training_args,
+        evaluation_args,
         model=model,
-        args=training_args,
-        train_dataset=source,
-        target_dataset=target,
-        eval_dataset=eval_sets,
         processing_class=tokenizer,
-        compute_metrics=compute_classification_metrics,
-        callbacks=[selection] if selection else None,
-    )
-    trainer.set_model_card_info(**card_info)
-    trainer.set_baselines(source_only_results=source_only_results)
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if diagnostics is not None:
-        trainer.set_transfer_diagnostics(diagnostics.after(trainer.model, training_args.output_dir))
-    return finish_run(
-        trainer,
-        train_result,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        source=sets["source"],
+        target=sets["target"],
+        source_validation=sets["source_validation"],
+        eval_datasets=eval_sets,
+        card_info=domain_card_info(model_card_name, data_args, "source_validation", data_args.source_validation_split),
         report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )

@@ -9,7 +9,7 @@ split and, out of domain, on the kitchen reviews:
 
 Other runs:
 
-    accelerate launch recipes/text_cls_finetune.py --transfer_strategy lora --lora_r 8 --learning_rate 5e-4
+    accelerate launch recipes/text_cls_finetune.py --transfer_strategy lora --adapter_rank 8 --learning_rate 5e-4
     accelerate launch recipes/text_cls_finetune.py --transfer_strategy lora --merge_adapter  # + merged export
     accelerate launch recipes/text_cls_finetune.py --transfer_strategy peft --peft_config_file my_ia3.json
     accelerate launch recipes/text_cls_finetune.py --transfer_strategy freeze_layers --num_frozen_layers 4
@@ -17,11 +17,12 @@ Other runs:
     accelerate launch recipes/text_cls_finetune.py --model_name_or_path bert-base-uncased \\
         --dataset imdb --validation_split none --test_dataset imdb --test_split test
     accelerate launch recipes/text_cls_finetune.py recipes/configs/text_cls_finetune.yaml  # every argument from a file
+    accelerate launch recipes/text_cls_finetune.py recipes/configs/text_cls_finetune.yaml --adapter_rank 4  # + override
 
 `--linear_probe true` first fits the cheapest baseline (one forward pass): a logistic regression on the pretrained
 model's frozen features (`hf_transfer.linear_probe`), reported as `probe_<set>_accuracy` next to the fine-tuned
 results.
-`python recipes/text_cls_finetune.py --help` lists every argument (model, data, and `TransferConfig`).
+`python recipes/text_cls_finetune.py --help` lists every argument (model, data, and `FineTuningConfig`).
 """
 
 import os
@@ -29,22 +30,18 @@ from dataclasses import dataclass, field
 
 from transformers import DataCollatorWithPadding, set_seed
 
-from hf_transfer import TransferConfig, TransferTrainer, compute_classification_metrics
-from hf_transfer.recipe_utils import (
-    FineTuningArguments,
-    TextModelArguments,
-    check_columns,
+from hf_transfer import FineTuningConfig
+from hf_transfer.recipes.arguments import FineTuningArguments, TextModelArguments
+from hf_transfer.recipes.models import load_text_classifier
+from hf_transfer.recipes.parser import parse_recipe_args
+from hf_transfer.recipes.preprocessing import (
+    check_text_columns,
     describe_dataset,
-    encode_labels,
-    finish_run,
     label_names_of,
     load_split,
-    load_text_classifier,
-    parse_recipe_args,
-    run_linear_probe,
-    setup_logging,
-    text_tokenizer_function,
+    prepare_text_sets,
 )
+from hf_transfer.recipes.run import setup_logging, train_fine_tuning
 
 
 @dataclass
@@ -71,7 +68,7 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
 
 
-# This recipe's defaults for `TransferConfig` fields: the source rows of `text_cls_dann.py`'s batches, same steps.
+# This recipe's defaults for `FineTuningConfig` fields: the source rows of `text_cls_dann.py`'s batches, same steps.
 RECIPE_DEFAULTS = {
     "output_dir": "outputs/text_cls_finetune",
     "max_steps": 150,
@@ -87,77 +84,55 @@ RECIPE_DEFAULTS = {
 
 def parse_args(argv: list[str] | None = None):
     return parse_recipe_args(
-        (TextModelArguments, DataArguments, FineTuningArguments, TransferConfig), RECIPE_DEFAULTS, argv
+        (TextModelArguments, DataArguments, FineTuningArguments, FineTuningConfig), RECIPE_DEFAULTS, argv
     )
+
+
+def load_datasets(data_args: DataArguments, seed: int) -> dict:
+    """{name: (dataset or None, argument)}: the training split, the held-out validation split (not of a single
+    local file) and the test set."""
+    validation = test = None
+    if not os.path.isfile(data_args.dataset):  # a single local file has no validation split
+        validation = load_split(data_args.dataset, data_args.validation_split, "dataset", data_args.max_eval_samples)
+    if data_args.test_dataset not in (None, "", "none"):
+        test = load_split(data_args.test_dataset, data_args.test_split, "test_dataset", data_args.max_eval_samples)
+    train = load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed)
+    return {"train": (train, "dataset"), "validation": (validation, "dataset"), "test": (test, "test_dataset")}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, fine_tuning_args, training_args = parse_args(argv)
     setup_logging()
     fine_tuning_args.check(training_args)
-    seed = training_args.seed
-    train = load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed)
-    validation = None
-    if not os.path.isfile(data_args.dataset):  # a single local file has no validation split
-        validation = load_split(data_args.dataset, data_args.validation_split, "dataset", data_args.max_eval_samples)
-    test = None
-    if data_args.test_dataset not in (None, "", "none"):
-        test = load_split(data_args.test_dataset, data_args.test_split, "test_dataset", data_args.max_eval_samples)
+    raw = load_datasets(data_args, training_args.seed)
+    check_text_columns(raw, data_args)
+    label_names = label_names_of(raw["train"][0], data_args.label_column)
 
-    columns = [data_args.text_column] + ([data_args.text_pair_column] if data_args.text_pair_column else [])
-    columns.append(data_args.label_column)
-    fix = "set --text_column / --text_pair_column / --label_column to its column names."
-    for argument, dataset in (("dataset", train), ("dataset", validation), ("test_dataset", test)):
-        if dataset is not None:
-            check_columns(dataset, argument, columns, fix)
-    label_names = label_names_of(train, data_args.label_column)
-
-    set_seed(seed)  # the new classification head is initialised from the seed
+    set_seed(training_args.seed)  # the new classification head is initialised from the seed
     model, tokenizer, model_card_name = load_text_classifier(model_args, label_names)
-    tokenize = text_tokenizer_function(
-        tokenizer, data_args.text_column, data_args.text_pair_column, data_args.max_length
-    )
-
-    def prepare(dataset, argument):
-        return encode_labels(dataset, argument, data_args.label_column, label_names).map(tokenize, batched=True)
-
-    with training_args.main_process_first(desc="tokenization"):
-        train = prepare(train, "dataset")
-        eval_sets = {
-            name: prepare(dataset, argument)
-            for name, dataset, argument in (("validation", validation, "dataset"), ("test", test, "test_dataset"))
-            if dataset is not None
-        }
-
-    probe_metrics = run_linear_probe(fine_tuning_args, model, train, eval_sets, DataCollatorWithPadding(tokenizer))
-
-    trainer = TransferTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=eval_sets or None,
-        processing_class=tokenizer,
-        compute_metrics=compute_classification_metrics,
-    )
-    trainer.set_model_card_info(
-        base_model=model_card_name,
-        source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
-        eval_datasets={
-            "validation": describe_dataset(data_args.dataset, data_args.validation_split),
-            "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
-        },
-    )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    sets = prepare_text_sets(raw, tokenizer, data_args, label_names, training_args)
+    eval_sets = {name: sets[name] for name in ("validation", "test") if sets[name] is not None}
     first_eval = next(iter(eval_sets), None)
-    return finish_run(
-        trainer,
-        train_result,
+    return train_fine_tuning(
+        training_args,
+        fine_tuning_args,
+        model=model,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=sets["train"],
+        eval_datasets=eval_sets,
+        card_info=dict(
+            base_model=model_card_name,
+            source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
+            eval_datasets={
+                "validation": describe_dataset(data_args.dataset, data_args.validation_split),
+                "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
+            },
+        ),
         report=f"{first_eval} accuracy ({data_args.dataset}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval
         else "trained (no evaluation set)",
-        extra_metrics=probe_metrics,
-        merge_adapter=fine_tuning_args.merge_adapter,
     )
 
 

@@ -18,7 +18,7 @@ from conftest import SOURCE_TOPIC, TARGET_TOPIC, make_reviews, tiny_bert, tokeni
 from transformers import BertTokenizer  # noqa: E402
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa: E402
-from hf_transfer.domain_adaptation_trainer import DOMAIN_LABELS_KEY  # noqa: E402
+from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY  # noqa: E402
 
 
 def global_batch_step(output_dir: str, tokenizer, source, target, per_device_train_batch_size: int):

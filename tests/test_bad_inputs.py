@@ -1,4 +1,4 @@
-"""The bad-input catalogue (README, Troubleshooting): each case ends with one clear error that names the argument and
+"""The bad-input catalogue (docs/troubleshooting.md): each case ends with one clear error that names the argument and
 the remedy, before any training step, and leaves no output folder that looks like a finished run."""
 
 import json

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import amazon  # noqa: E402
 import common  # noqa: E402
 
-from hf_transfer.model_selection import VALIDATORS  # noqa: E402
+from hf_transfer.evaluation.selection import VALIDATORS  # noqa: E402
 
 
 def entry(step, accuracy, **validators):
@@ -192,27 +192,27 @@ def test_usps_mnist_report_per_seed_gain_and_gap_closed():
     assert "| source-only | 2 | 75.0 ± 7.1 | 75.0 ± 7.1 |" in text  # last and oracle-selected: the last step
 
 
-def test_amazon_summary_in_a_readme_is_rewritten_between_its_markers(records, tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nbefore\n{amazon.README_START}\nold numbers\n{amazon.README_END}\nafter\n")
-    assert amazon.update_readme(records, readme)
-    text = readme.read_text()
-    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{amazon.README_END}\nafter\n")
-    assert "old numbers" not in text and "#### Coverage" in text
+def test_amazon_summary_in_a_page_is_rewritten_between_its_markers(records, tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Title\n\nbefore\n{amazon.SUMMARY_START}\nold numbers\n{amazon.SUMMARY_END}\nafter\n")
+    assert amazon.update_summary(records, page)
+    text = page.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{amazon.SUMMARY_END}\nafter\n")
+    assert "old numbers" not in text and "### Coverage" in text
     assert "| books → kitchen | 88.0 | 91.0 | 87.0 | 87.0 | 93.0 |" in text
-    assert "#### Label-free choice across methods and checkpoints: the four standard methods" in text
-    assert amazon.update_readme(records, readme) and readme.read_text() == text  # rewriting twice changes nothing
+    assert "### Label-free choice across methods and checkpoints: the four standard methods" in text
+    assert amazon.update_summary(records, page) and page.read_text() == text  # rewriting twice changes nothing
 
-    readme.write_text("no markers\n")
-    assert not amazon.update_readme(records, readme) and readme.read_text() == "no markers\n"
+    page.write_text("no markers\n")
+    assert not amazon.update_summary(records, page) and page.read_text() == "no markers\n"
 
 
-def test_readme_shows_the_committed_amazon_results():
-    """The README's Amazon summary is the one the committed results give (regenerate it with
+def test_the_benchmarks_page_shows_the_committed_amazon_results():
+    """docs/benchmarks.md's Amazon summary is the one the committed results give (regenerate it with
     `python benchmarks/amazon.py --report_only` after adding results)."""
     args = amazon.parse_arguments([])
     results = common.ResultsFile(ROOT / "benchmarks/results/amazon.json", amazon.protocol_of(args), amazon.report)
     assert len(results.records) > 0
-    readme = (ROOT / "README.md").read_text()
-    shown = readme.split(amazon.README_START)[1].split(amazon.README_END)[0]
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    shown = page.split(amazon.SUMMARY_START)[1].split(amazon.SUMMARY_END)[0]
     assert shown == f"\n{amazon.summary(results.records)}\n", "run `python benchmarks/amazon.py --report_only`"

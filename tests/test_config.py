@@ -92,3 +92,33 @@ def test_command_line_parsing():
         "--alignment_features",
     ):
         assert name in help_text
+
+
+def test_the_adapter_settings_have_neutral_names_and_the_lora_names_still_work():
+    from hf_transfer import FineTuningConfig
+    from hf_transfer.strategies import build_peft_config
+
+    def config(**kwargs):
+        return FineTuningConfig(output_dir="unused", report_to="none", transfer_strategy="loha", **kwargs)
+
+    new, old = (
+        config(adapter_rank=4, adapter_alpha=8, adapter_dropout=0.2),
+        config(lora_r=4, lora_alpha=8, lora_dropout=0.2),
+    )
+    assert (old.adapter_rank, old.adapter_alpha, old.adapter_dropout) == (4, 8, 0.2) and old.lora_r is None
+    from conftest import tiny_bert
+
+    for args in (new, old):  # LoHa's r, alpha and rank_dropout, under either name
+        peft_config = build_peft_config(args, tiny_bert(), "classifier")
+        assert (peft_config.r, peft_config.alpha, peft_config.rank_dropout) == (4, 8, 0.2)
+    assert config(lora_r=4, adapter_rank=4).adapter_rank == 4  # the same value twice is fine
+    with pytest.raises(
+        ValueError, match=r"`lora_r`=4 and `adapter_rank`=8 set the same thing .* give only `adapter_rank`"
+    ):
+        config(lora_r=4, adapter_rank=8)
+    with pytest.raises(ValueError, match=r"`adapter_dropout` must be in \[0, 1\), got 1.0"):
+        config(adapter_dropout=1.0)
+    (parsed,) = HfArgumentParser(FineTuningConfig).parse_args_into_dataclasses(
+        args=["--output_dir", "x", "--transfer_strategy", "lora", "--lora_r", "2", "--adapter_alpha", "3"]
+    )
+    assert (parsed.adapter_rank, parsed.adapter_alpha) == (2, 3)

@@ -14,8 +14,13 @@ from conftest import load_recipe, tiny_bert
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
-from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, NonFiniteLossError, TransferTrainer
-from hf_transfer.transfer_config import TransferConfig
+from hf_transfer import (
+    DomainAdaptationConfig,
+    DomainAdaptationTrainer,
+    NonFiniteLossError,
+    TransferConfig,
+    TransferTrainer,
+)
 
 
 def settings(tmp_path, **kwargs):
@@ -79,7 +84,10 @@ def test_an_alignment_loss_that_is_not_finite_is_named_with_its_weight(tmp_path,
         model=tiny_bert(), args=args, train_dataset=source, target_dataset=target, processing_class=tokenizer
     )
     # a stand-in for a CORAL that overflows: inf from the first step, DANN harmless
-    trainer._alignment_loss = lambda name, source, target: 0.0 * source.sum() + (torch.inf if name == "coral" else 0.0)
+    trainer._compute_adaptation_loss = lambda name, inputs: (
+        0.0 * inputs.source.sum() + (torch.inf if name == "coral" else 0.0),
+        {},
+    )
     with pytest.raises(NonFiniteLossError, match=r"The coral loss is inf at step 1") as error:
         trainer.train()
     assert "`adaptation_loss_weights`[1] = 1.0" in str(error.value)

@@ -4,7 +4,8 @@ from conftest import TINY_VISION_CONFIGS, tiny_bert
 from conftest import make_images as images
 from transformers import AutoModelForImageClassification, DataCollatorWithPadding
 
-from hf_transfer.linear_probe import extract_features, linear_probe
+from hf_transfer.evaluation.linear_probe import linear_probe
+from hf_transfer.features import extract_features
 
 
 def test_extracted_features_are_the_heads_input(text_domains, tokenizer):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_transfer.losses import (
+from hf_transfer.domain_adaptation.losses import (
     DomainDiscriminator,
     coral_loss,
     dann_coefficient,

@@ -172,11 +172,11 @@ def test_source_only_run_must_be_a_finished_source_only_run(tmp_path, tiny_model
         recipe.main(model + QUICK + ["--output_dir", str(tmp_path / "b"), "--source_only_run", str(tmp_path / "dann")])
 
 
-def test_the_readme_shows_the_committed_card_of_the_default_run():
+def test_the_model_cards_page_shows_the_committed_card_of_the_default_run():
     root = Path(__file__).resolve().parents[1]
     committed = (root / "model_cards" / "text_cls_dann_books_to_kitchen.md").read_text()
-    readme = (root / "README.md").read_text()
-    shown = readme.split("````markdown\n", 1)[1].split("\n````", 1)[0]
+    page = (root / "docs" / "model_cards.md").read_text()
+    shown = page.split("````markdown\n", 1)[1].split("\n````", 1)[0]
     assert shown == committed.rstrip("\n")
     card = ModelCard(committed)
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2" and card.data.eval_results

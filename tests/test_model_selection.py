@@ -10,7 +10,7 @@ from conftest import load_recipe, tiny_bert
 from transformers import DataCollatorWithPadding
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, compute_classification_metrics
-from hf_transfer.model_selection import (
+from hf_transfer.evaluation.selection import (
     VALIDATORS,
     LabelFreeModelSelection,
     best_step,

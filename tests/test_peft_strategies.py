@@ -10,7 +10,7 @@ from conftest import make_images, tiny_bert
 from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, default_data_collator
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, TransferConfig, TransferTrainer
-from hf_transfer.transfer_strategies import default_target_modules
+from hf_transfer.strategies import default_target_modules
 
 # the parameter-name fragment each adapter type adds
 ADAPTER_MARKERS = {

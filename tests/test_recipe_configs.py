@@ -18,7 +18,7 @@ def test_every_example_config_parses_with_its_recipe(config, recipe):
 
 def test_the_example_peft_config_file_builds_an_ia3_adapter(tmp_path):
     from hf_transfer import TransferConfig
-    from hf_transfer.transfer_strategies import build_peft_config
+    from hf_transfer.strategies import build_peft_config
 
     args = TransferConfig(
         output_dir=str(tmp_path), transfer_strategy="peft", peft_config_file=str(CONFIGS / "ia3_adapter.json")
@@ -51,3 +51,34 @@ def test_the_accelerate_configs_load_and_every_setting_is_one_accelerate_launch_
         nested = list(config.fsdp_config) + list(config.deepspeed_config) + list(config.mpirun_config)
         assert all(key in known for key in nested), (name, [key for key in nested if key not in known])
     assert load_config_from_file(str(ACCELERATE_CONFIGS / "deepspeed_zero2.yaml")).deepspeed_config["zero_stage"] == 2
+
+
+def test_command_line_arguments_override_the_config_file(tmp_path):
+    recipe = load_recipe("text_cls_dann")
+    config = CONFIGS / "text_cls_dann.yaml"  # max_steps 150, seed 42, adaptation_loss [dann]
+    for argv in ([str(config)], ["--config", str(config)], [f"--config={config}"]):
+        _, data_args, _, args = recipe.parse_args(argv + ["--max_steps", "7", "--adaptation_loss", "mmd", "coral"])
+        assert (args.max_steps, args.adaptation_loss, args.seed) == (7, ["mmd", "coral"], 42)
+        assert data_args.target_dataset == "amazon:kitchen" and args.output_dir == "outputs/text_cls_dann"
+    *_, args = recipe.parse_args([str(config)])
+    assert args.max_steps == 150 and args.learning_rate == 5e-5  # the file over the recipe's defaults
+    *_, args = recipe.parse_args([])
+    assert args.max_steps == 150 and args.per_device_train_batch_size == 32  # the recipe's defaults alone
+
+
+def test_a_config_file_with_an_unknown_name_or_no_mapping_is_refused(tmp_path):
+    recipe = load_recipe("text_cls_dann")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("max_step: 10\nseed: 1\n")
+    with pytest.raises(
+        ValueError, match=r"typo.yaml names argument\(s\) \['max_step'\] that this recipe does not have"
+    ):
+        recipe.parse_args([str(typo)])
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a mapping of argument names to values"):
+        recipe.parse_args(["--config", str(listed)])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        recipe.parse_args(["--config", str(tmp_path / "missing.yaml")])
+    with pytest.raises(ValueError, match="`--config` needs a file"):
+        recipe.parse_args(["--seed", "1", "--config"])

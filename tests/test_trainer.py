@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
-from hf_transfer.domain_adaptation_trainer import DISCRIMINATOR_WEIGHTS_NAME, DOMAIN_LABELS_KEY
+from hf_transfer.domain_adaptation.trainer import DISCRIMINATOR_WEIGHTS_NAME
+from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY
 
 
 def config(tmp_path, **kwargs):
@@ -171,11 +172,11 @@ def test_the_sampler_learns_the_epoch_through_accelerates_wrappers():
 
     from accelerate.data_loader import BatchSamplerShard, SkipBatchSampler
 
-    from hf_transfer.domain_adaptation_trainer import _SamplerEpochCallback
+    from hf_transfer.callbacks import SamplerEpochCallback
 
     sampler = DomainMixingBatchSampler(num_source=20, num_target=8, source_rows=2, target_rows=2, seed=0)
     wrapped = SimpleNamespace(batch_sampler=SkipBatchSampler(BatchSamplerShard(sampler, num_processes=2), 3))
-    _SamplerEpochCallback().on_epoch_begin(None, SimpleNamespace(epoch=1.5), None, train_dataloader=wrapped)
+    SamplerEpochCallback().on_epoch_begin(None, SimpleNamespace(epoch=1.5), None, train_dataloader=wrapped)
     assert sampler.epoch == 1
 
 
@@ -433,7 +434,7 @@ def test_save_merged_model_without_peft_is_a_clear_error(tmp_path, text_domains,
 
 
 def test_information_maximization_is_computed_on_the_target_predictions(tmp_path, text_domains, tokenizer, monkeypatch):
-    import hf_transfer.domain_adaptation_trainer as module
+    import hf_transfer.domain_adaptation.losses as module
 
     config = tiny_bert().config
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0

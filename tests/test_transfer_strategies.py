@@ -6,7 +6,7 @@ from conftest import TINY_VISION_CONFIGS as CONFIGS
 from conftest import tiny_bert
 from transformers import AutoModelForImageClassification
 
-from hf_transfer.transfer_strategies import (
+from hf_transfer.strategies import (
     find_blocks,
     freeze_backbone,
     freeze_lowest_layers,

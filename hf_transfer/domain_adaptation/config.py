@@ -3,18 +3,18 @@
 import math
 from dataclasses import dataclass, field
 
-from .features import FEATURE_POOLINGS
-from .transfer_config import TransferConfig
+from ..base_config import BaseConfig
+from ..features import FEATURE_POOLINGS
+from .losses import ADAPTATION_LOSSES
 
-ADAPTATION_LOSSES = ("dann", "mmd", "coral", "im", "mcc")
 ALIGNMENT_FEATURES = FEATURE_POOLINGS
 
 
 @dataclass
-class DomainAdaptationConfig(TransferConfig):
+class DomainAdaptationConfig(BaseConfig):
     r"""
     Configuration of [`DomainAdaptationTrainer`]: every `TrainingArguments` field, the transfer strategy of
-    [`TransferConfig`] (full, LoRA and other adapters, frozen layers, …) and the domain-adaptation hyper-parameters
+    [`BaseConfig`] (full, LoRA and other adapters, frozen layers, …) and the domain-adaptation hyper-parameters
     below. Parsed into a command line by `HfArgumentParser`.
 
     `per_device_train_batch_size` counts the rows of both domains: with the default `target_batch_fraction=0.5`
@@ -122,6 +122,25 @@ class DomainAdaptationConfig(TransferConfig):
     )
 
     def __post_init__(self):
+        self._check_losses()
+        self._check_batch_split()
+        self._check_dann()
+        if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
+            raise ValueError(
+                "`mmd_kernel_multipliers` must be a non-empty list of positive numbers, "
+                f"got {self.mmd_kernel_multipliers}."
+            )
+        if self.mmd_estimator not in ("unbiased", "biased"):
+            raise ValueError(f"`mmd_estimator` must be 'unbiased' or 'biased', got {self.mmd_estimator!r}.")
+        if self.mcc_temperature <= 0:
+            raise ValueError(f"`mcc_temperature` must be > 0 (2.5 is the paper's default), got {self.mcc_temperature}.")
+        if self.alignment_features not in ALIGNMENT_FEATURES:
+            raise ValueError(
+                f"`alignment_features` must be one of {list(ALIGNMENT_FEATURES)}, got {self.alignment_features!r}."
+            )
+        super().__post_init__()
+
+    def _check_losses(self) -> None:
         self.adaptation_loss = _normalise_loss_names(self.adaptation_loss)
         unknown = [name for name in self.adaptation_loss if name not in ADAPTATION_LOSSES]
         if unknown:
@@ -141,25 +160,30 @@ class DomainAdaptationConfig(TransferConfig):
             )
         if any(not math.isfinite(w) or w < 0 for w in self.adaptation_loss_weights):
             raise ValueError(f"`adaptation_loss_weights` must be finite and >= 0, got {self.adaptation_loss_weights}.")
+
+    def _check_batch_split(self) -> None:
         if not 0.0 < self.target_batch_fraction < 1.0:
             raise ValueError(
                 f"`target_batch_fraction` must be strictly between 0 and 1, got {self.target_batch_fraction}."
             )
-        if self.adaptation_loss:
-            target_rows = self.per_device_train_batch_size * self.target_batch_fraction
-            source_rows = self.per_device_train_batch_size - target_rows
-            if abs(target_rows - round(target_rows)) > 1e-9:
-                raise ValueError(
-                    f"`per_device_train_batch_size`={self.per_device_train_batch_size} times "
-                    f"`target_batch_fraction`={self.target_batch_fraction} is not a whole number of target rows: "
-                    "choose a batch size that splits evenly (an even one for half/half mixing)."
-                )
-            if round(target_rows) < 2 or round(source_rows) < 2:
-                raise ValueError(
-                    f"`per_device_train_batch_size`={self.per_device_train_batch_size} with `target_batch_fraction`="
-                    f"{self.target_batch_fraction} gives fewer than 2 rows of one domain per batch; alignment "
-                    "statistics need at least 2 rows of each: raise the batch size."
-                )
+        if not self.adaptation_loss:
+            return
+        target_rows = self.per_device_train_batch_size * self.target_batch_fraction
+        source_rows = self.per_device_train_batch_size - target_rows
+        if abs(target_rows - round(target_rows)) > 1e-9:
+            raise ValueError(
+                f"`per_device_train_batch_size`={self.per_device_train_batch_size} times "
+                f"`target_batch_fraction`={self.target_batch_fraction} is not a whole number of target rows: "
+                "choose a batch size that splits evenly (an even one for half/half mixing)."
+            )
+        if round(target_rows) < 2 or round(source_rows) < 2:
+            raise ValueError(
+                f"`per_device_train_batch_size`={self.per_device_train_batch_size} with `target_batch_fraction`="
+                f"{self.target_batch_fraction} gives fewer than 2 rows of one domain per batch; alignment "
+                "statistics need at least 2 rows of each: raise the batch size."
+            )
+
+    def _check_dann(self) -> None:
         if self.dann_schedule not in ("ganin", "constant"):
             raise ValueError(f"`dann_schedule` must be 'ganin' or 'constant', got {self.dann_schedule!r}.")
         if self.dann_gamma <= 0:
@@ -175,20 +199,6 @@ class DomainAdaptationConfig(TransferConfig):
             raise ValueError(f"`discriminator_dropout` must be in [0, 1), got {self.discriminator_dropout}.")
         if self.discriminator_learning_rate is not None and self.discriminator_learning_rate <= 0:
             raise ValueError(f"`discriminator_learning_rate` must be > 0, got {self.discriminator_learning_rate}.")
-        if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
-            raise ValueError(
-                "`mmd_kernel_multipliers` must be a non-empty list of positive numbers, "
-                f"got {self.mmd_kernel_multipliers}."
-            )
-        if self.mmd_estimator not in ("unbiased", "biased"):
-            raise ValueError(f"`mmd_estimator` must be 'unbiased' or 'biased', got {self.mmd_estimator!r}.")
-        if self.mcc_temperature <= 0:
-            raise ValueError(f"`mcc_temperature` must be > 0 (2.5 is the paper's default), got {self.mcc_temperature}.")
-        if self.alignment_features not in ALIGNMENT_FEATURES:
-            raise ValueError(
-                f"`alignment_features` must be one of {list(ALIGNMENT_FEATURES)}, got {self.alignment_features!r}."
-            )
-        super().__post_init__()
 
     @property
     def target_rows_per_batch(self) -> int:

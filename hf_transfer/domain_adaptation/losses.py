@@ -1,8 +1,10 @@
-"""Domain-alignment losses: gradient reversal + domain discriminator (DANN), multi-kernel MMD (DAN), CORAL.
+"""The losses of unsupervised domain adaptation, and `ADAPTATION_LOSSES`, the table the trainer reads them from.
 
-Every loss is a pure, vectorised function of two feature batches `source: (n, d)` and
-`target: (m, d)`; the only stateful piece, the domain discriminator, is a small `nn.Module`.
-All of them are autocast-safe: the kernel and covariance statistics are computed in float32.
+Alignment of the pooled features of source `(n, d)` and target `(m, d)` rows: DANN (gradient reversal + domain
+discriminator), multi-kernel MMD (DAN), CORAL. Shaping of the target predictions `(m, C)`: information maximisation
+(IM), minimum class confusion (MCC). Each is a pure, vectorised, autocast-safe function (statistics in float32) with
+its formula and paper in the docstring; the only stateful piece, the domain discriminator, is a small `nn.Module`.
+At the end of the file, one `LossSpec` per loss says how `DomainAdaptationTrainer` uses it.
 """
 
 import math
@@ -10,6 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..hub.model_card import Method
+from ..loss_spec import LossInputs, LossSpec
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -197,3 +202,112 @@ def minimum_class_confusion_loss(target_logits: torch.Tensor, temperature: float
         confusion = (probs * weights.unsqueeze(1)).T @ probs
         confusion = confusion / confusion.sum(dim=0, keepdim=True).clamp_min(1e-12)  # a class no row predicts: 0
         return (confusion.sum() - confusion.trace()) / classes
+
+
+# ---- the table: how the trainer uses each loss -----------------------------------------------------------------
+
+
+def _dann(inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    args = inputs.args
+    coefficient = dann_coefficient(inputs.progress, args.dann_schedule, args.dann_gamma, args.dann_max_coefficient)
+    value, accuracy = domain_adversarial_loss(inputs.module, inputs.source, inputs.target, coefficient)
+    logs = {"dann/lambda": torch.tensor(coefficient, device=value.device), "dann/discriminator_accuracy": accuracy}
+    return value, logs
+
+
+def _domain_discriminator(in_features: int, args) -> DomainDiscriminator:
+    return DomainDiscriminator(
+        in_features,
+        hidden_size=args.discriminator_hidden_size,
+        num_hidden_layers=args.discriminator_num_layers,
+        dropout=args.discriminator_dropout,
+    )
+
+
+def _mmd(inputs: LossInputs) -> tuple[torch.Tensor, dict]:
+    args = inputs.args
+    return mmd_loss(inputs.source, inputs.target, tuple(args.mmd_kernel_multipliers), args.mmd_estimator), {}
+
+
+def _coral(inputs: LossInputs) -> tuple[torch.Tensor, dict]:
+    return coral_loss(inputs.source, inputs.target), {}
+
+
+def _im(inputs: LossInputs) -> tuple[torch.Tensor, dict]:
+    return information_maximization_loss(inputs.target_logits), {}
+
+
+def _mcc(inputs: LossInputs) -> tuple[torch.Tensor, dict]:
+    return minimum_class_confusion_loss(inputs.target_logits, inputs.args.mcc_temperature), {}
+
+
+# `adaptation_loss` names -> how each is computed, gathered, trained, described and tuned. DANN is a mean over rows
+# (each process's own rows, like the task loss); the others are statistics of the global batch.
+ADAPTATION_LOSSES: dict[str, LossSpec] = {
+    "dann": LossSpec(
+        compute=_dann,
+        reads="features",
+        global_batch=False,
+        method=Method(
+            "DANN",
+            "domain-adversarial training: a domain discriminator behind a gradient reversal layer",
+            "Ganin et al., *Domain-Adversarial Training of Neural Networks*, JMLR 2016",
+        ),
+        config_fields=(
+            "dann_schedule",
+            "dann_gamma",
+            "dann_max_coefficient",
+            "discriminator_hidden_size",
+            "discriminator_num_layers",
+            "discriminator_dropout",
+            "discriminator_learning_rate",
+        ),
+        module=_domain_discriminator,
+        module_name="domain_discriminator",
+        module_learning_rate="discriminator_learning_rate",
+        remedy_fields=("dann_max_coefficient", "discriminator_learning_rate"),
+    ),
+    "mmd": LossSpec(
+        compute=_mmd,
+        reads="features",
+        global_batch=True,
+        method=Method(
+            "MMD (DAN)",
+            "multi-kernel maximum mean discrepancy between source and target features",
+            "Long et al., *Learning Transferable Features with Deep Adaptation Networks*, ICML 2015",
+        ),
+        config_fields=("mmd_kernel_multipliers", "mmd_estimator"),
+    ),
+    "coral": LossSpec(
+        compute=_coral,
+        reads="features",
+        global_batch=True,
+        method=Method(
+            "CORAL",
+            "matching the covariances of source and target features",
+            "Sun & Saenko, *Deep CORAL: Correlation Alignment for Deep Domain Adaptation*, ECCV Workshops 2016",
+        ),
+    ),
+    "im": LossSpec(
+        compute=_im,
+        reads="target_logits",
+        global_batch=True,
+        method=Method(
+            "IM",
+            "information maximisation: confident and diverse predictions on the unlabeled target rows",
+            "Shi & Sha, *Information-Theoretical Learning of Discriminative Clusters for Unsupervised Domain "
+            "Adaptation*, ICML 2012; Liang et al., *Do We Really Need to Access the Source Data?* (SHOT), ICML 2020",
+        ),
+    ),
+    "mcc": LossSpec(
+        compute=_mcc,
+        reads="target_logits",
+        global_batch=True,
+        method=Method(
+            "MCC",
+            "minimum class confusion: less confusion between classes in the predictions on the unlabeled target rows",
+            "Jin et al., *Minimum Class Confusion for Versatile Domain Adaptation*, ECCV 2020",
+        ),
+        config_fields=("mcc_temperature",),
+    ),
+}

@@ -25,8 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import TrainerCallback
 
-from .features import find_classifier_module
-from .linear_probe import embed_and_predict
+from ..features import embed_and_predict, find_classifier_module
 
 # validator -> whether a higher value is better
 VALIDATORS = {

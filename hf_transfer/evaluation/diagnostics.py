@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from .linear_probe import embed_and_predict
-from .model_selection import proxy_a_distance
+from ..features import embed_and_predict
+from .selection import proxy_a_distance
 
 PLOT_NAME = "transfer_diagnostics.png"
 RESULTS_NAME = "transfer_diagnostics.json"

@@ -1,21 +1,33 @@
-"""`TransferConfig`: the `TrainingArguments` of `TransferTrainer`, with the transfer strategy of a fine-tuning run."""
+"""`BaseConfig`: the `TrainingArguments` every hf_transfer trainer family starts from.
+
+It adds what all families share: the transfer strategy (which parameters of the pretrained model train and at which
+learning rate: full, a PEFT adapter, feature extraction, frozen layers, layer-wise decay, gradual unfreezing) and
+arguments that never carry a token or a local path when pickled. Each family's config subclasses it
+(`FineTuningConfig`, `DomainAdaptationConfig`, ...).
+"""
 
 import copy
 import os
 from dataclasses import dataclass, field
 
-import yaml
 from transformers import TrainingArguments
 
-PEFT_STRATEGIES = ("lora", "dora", "ia3", "loha", "lokr", "peft")
-TRANSFER_STRATEGIES = ("full", "feature_extraction", "freeze_layers") + PEFT_STRATEGIES
+from .strategies import PEFT_STRATEGIES, TRANSFER_STRATEGIES, read_peft_config_file
+
+# Neutral adapter names and the LoRA-only names they replace (still accepted, see `BaseConfig`).
+ADAPTER_ALIASES = {"lora_r": "adapter_rank", "lora_alpha": "adapter_alpha", "lora_dropout": "adapter_dropout"}
+ADAPTER_RULES = {
+    "adapter_rank": (lambda value: value >= 1, "must be >= 1"),
+    "adapter_alpha": (lambda value: value > 0, "must be > 0"),
+    "adapter_dropout": (lambda value: 0.0 <= value < 1.0, "must be in [0, 1)"),
+}
 
 
 @dataclass
-class TransferConfig(TrainingArguments):
+class BaseConfig(TrainingArguments):
     r"""
-    Configuration of [`TransferTrainer`]: every `TrainingArguments` field plus which parameters of the pretrained
-    model train and at which learning rate. Parsed into a command line by `HfArgumentParser`.
+    The fields every hf_transfer config shares: every `TrainingArguments` field plus which parameters of the
+    pretrained model train and at which learning rate. Parsed into a command line by `HfArgumentParser`.
 
     Parameters:
         transfer_strategy (`str`, defaults to `"full"`):
@@ -23,8 +35,8 @@ class TransferConfig(TrainingArguments):
             - `"feature_extraction"`: the backbone is frozen, only the classification head trains;
             - `"freeze_layers"`: the embeddings and the lowest `num_frozen_layers` blocks (transformer layers,
               ResNet stages) are frozen;
-            - `"lora"`, `"dora"`, `"ia3"`, `"loha"`, `"lokr"`: a PEFT adapter of that kind, built from `lora_r`,
-              `lora_alpha`, `lora_dropout` and `peft_target_modules`;
+            - `"lora"`, `"dora"`, `"ia3"`, `"loha"`, `"lokr"`: a PEFT adapter of that kind, built from
+              `adapter_rank`, `adapter_alpha`, `adapter_dropout` and `peft_target_modules`;
             - `"peft"`: any PEFT method, from the config file `peft_config_file`.
             With every PEFT strategy the classification head trains too and is saved with the adapter.
         num_frozen_layers (`int`, defaults to `0`): blocks frozen from the bottom with `"freeze_layers"`.
@@ -32,9 +44,14 @@ class TransferConfig(TrainingArguments):
             trains at this factor times the learning rate of the group above it. 1.0 turns it off.
         progressive_unfreezing_steps (`int`, defaults to `0`): gradual unfreezing (ULMFiT); the head trains first
             and one more layer group from the top is unfrozen every this many optimizer steps. 0 turns it off.
-        lora_r (`int`, defaults to `16`): rank of LoRA / DoRA / LoHa / LoKr.
-        lora_alpha (`int`, defaults to `32`): scaling alpha of LoRA / DoRA / LoHa / LoKr.
-        lora_dropout (`float`, defaults to `0.1`): dropout of LoRA / DoRA (rank dropout of LoHa / LoKr).
+        adapter_rank (`int`, defaults to `16`): rank of the adapter: PEFT's `r` of LoRA, DoRA, LoHa and LoKr.
+        adapter_alpha (`float`, defaults to `32`): scaling of the adapter: `lora_alpha` of LoRA / DoRA, `alpha` of
+            LoHa / LoKr.
+        adapter_dropout (`float`, defaults to `0.1`): `lora_dropout` of LoRA / DoRA, `rank_dropout` of LoHa / LoKr.
+            IA3 has no rank, scaling or dropout: the three are not used with `"ia3"`.
+        lora_r, lora_alpha, lora_dropout (defaults to `None`): the former names of `adapter_rank`, `adapter_alpha`,
+            `adapter_dropout`, still accepted for every adapter (giving both names with different values is an
+            error). After validation they read `None`; the value is in the `adapter_*` field.
         peft_target_modules (`list[str]` or `None`, defaults to `None`): modules the adapter wraps. `None`: PEFT's
             choice for architectures it knows (`query`, `value` for BERT), otherwise every linear and convolution
             layer inside the repeated blocks (ViT, ResNet, …).
@@ -66,9 +83,18 @@ class TransferConfig(TrainingArguments):
         default=0,
         metadata={"help": "Gradual unfreezing (ULMFiT): unfreeze one more layer group every N steps; 0 = off."},
     )
-    lora_r: int = field(default=16, metadata={"help": "Rank of the LoRA / DoRA / LoHa / LoKr adapter."})
-    lora_alpha: int = field(default=32, metadata={"help": "Alpha of the LoRA / DoRA / LoHa / LoKr adapter."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout of the adapter (LoRA/DoRA; LoHa/LoKr rank)."})
+    adapter_rank: int = field(default=16, metadata={"help": "Rank r of the LoRA / DoRA / LoHa / LoKr adapter."})
+    adapter_alpha: float = field(
+        default=32, metadata={"help": "Scaling alpha of the adapter (lora_alpha of LoRA/DoRA, alpha of LoHa/LoKr)."}
+    )
+    adapter_dropout: float = field(
+        default=0.1, metadata={"help": "Dropout of the adapter (lora_dropout of LoRA/DoRA, rank_dropout of LoHa/LoKr)."}
+    )
+    lora_r: int | None = field(default=None, metadata={"help": "Former name of --adapter_rank (any adapter)."})
+    lora_alpha: float | None = field(default=None, metadata={"help": "Former name of --adapter_alpha (any adapter)."})
+    lora_dropout: float | None = field(
+        default=None, metadata={"help": "Former name of --adapter_dropout (any adapter)."}
+    )
     peft_target_modules: list[str] | None = field(
         default=None,
         metadata={
@@ -88,6 +114,39 @@ class TransferConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        self._resolve_adapter_aliases()
+        self._check_strategy()
+        self._check_adapter()
+        if self.max_steps == 0:
+            raise ValueError(
+                "`max_steps`=0 would not stop training at 0 steps: the Trainer would run `num_train_epochs` epochs "
+                "instead. Give `max_steps` >= 1, or -1 to train for `num_train_epochs`."
+            )
+        if self.output_dir is not None and os.path.isfile(self.output_dir):
+            raise ValueError(
+                f"`output_dir`={self.output_dir!r} is an existing file, not a folder: choose a folder for the run."
+            )
+        super().__post_init__()
+
+    def _resolve_adapter_aliases(self) -> None:
+        """`lora_r` / `lora_alpha` / `lora_dropout`, when given, set `adapter_rank` / `adapter_alpha` /
+        `adapter_dropout` (and are then cleared, so a copy with a new `adapter_*` value is not contradicted); each
+        value is checked under the name it was given by."""
+        for old, new in ADAPTER_ALIASES.items():
+            old_value, new_value = getattr(self, old), getattr(self, new)
+            if old_value is not None and new_value not in (type(self).__dataclass_fields__[new].default, old_value):
+                raise ValueError(
+                    f"`{old}`={old_value} and `{new}`={new_value} set the same thing (`{old}` is the former name of "
+                    f"`{new}`): give only `{new}`."
+                )
+            name, value = (new, new_value) if old_value is None else (old, old_value)
+            is_valid, rule = ADAPTER_RULES[new]
+            if not is_valid(value):
+                raise ValueError(f"`{name}` {rule}, got {value}.")
+            setattr(self, new, value)
+            setattr(self, old, None)
+
+    def _check_strategy(self) -> None:
         if self.transfer_strategy not in TRANSFER_STRATEGIES:
             raise ValueError(
                 f"`transfer_strategy` must be one of {list(TRANSFER_STRATEGIES)}, got {self.transfer_strategy!r}."
@@ -113,11 +172,8 @@ class TransferConfig(TrainingArguments):
                 f"`layerwise_lr_decay` sets learning rates of pretrained layers, which `transfer_strategy="
                 f"{self.transfer_strategy!r}` freezes (only the adapter and the head train): leave it at 1.0."
             )
-        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(
-                f"`lora_r` must be >= 1, `lora_alpha` > 0 and `lora_dropout` in [0, 1); got {self.lora_r}, "
-                f"{self.lora_alpha}, {self.lora_dropout}."
-            )
+
+    def _check_adapter(self) -> None:
         if self.transfer_strategy == "peft":
             if not self.peft_config_file:
                 raise ValueError(
@@ -130,16 +186,6 @@ class TransferConfig(TrainingArguments):
                 f"`peft_config_file` is only read with `transfer_strategy='peft'` (got {self.transfer_strategy!r}): "
                 "set --transfer_strategy peft, or drop the file."
             )
-        if self.max_steps == 0:
-            raise ValueError(
-                "`max_steps`=0 would not stop training at 0 steps: the Trainer would run `num_train_epochs` epochs "
-                "instead. Give `max_steps` >= 1, or -1 to train for `num_train_epochs`."
-            )
-        if self.output_dir is not None and os.path.isfile(self.output_dir):
-            raise ValueError(
-                f"`output_dir`={self.output_dir!r} is an existing file, not a folder: choose a folder for the run."
-            )
-        super().__post_init__()
 
     def __getstate__(self) -> dict:
         """What pickling writes, i.e. `training_args.bin` in the output dir, every checkpoint and every Hub push.
@@ -171,20 +217,3 @@ class TransferConfig(TrainingArguments):
     def uses_peft(self) -> bool:
         """Whether the strategy trains a PEFT adapter (plus the head) instead of the pretrained weights."""
         return self.transfer_strategy in PEFT_STRATEGIES
-
-
-def read_peft_config_file(path: str) -> dict:
-    """The fields of a PEFT config file (JSON or YAML), checked to name a `peft_type`."""
-    if not os.path.isfile(path):
-        raise ValueError(f"`peft_config_file` {path!r} does not exist: pass the path of a JSON or YAML PEFT config.")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            values = yaml.safe_load(handle)  # JSON is YAML
-        except yaml.YAMLError as error:
-            raise ValueError(f"`peft_config_file` {path!r} is not valid JSON/YAML: {error}") from error
-    if not isinstance(values, dict) or "peft_type" not in values:
-        raise ValueError(
-            f"`peft_config_file` {path!r} must hold a mapping with a `peft_type` (e.g. LORA, IA3, LOHA, BOFT) and "
-            "that method's fields, as in a PEFT adapter_config.json."
-        )
-    return values

@@ -1,30 +1,35 @@
-"""`TransferTrainer`: a `transformers.Trainer` that fine-tunes a pretrained classifier with a transfer strategy.
+"""`BaseTrainerMixin`: what every hf_transfer trainer family adds to a `transformers.Trainer`.
 
-The strategy (`TransferConfig.transfer_strategy`: full, a PEFT adapter, feature extraction, frozen layers; plus
-layer-wise learning-rate decay and gradual unfreezing) is applied here, once, for every recipe and for
-`DomainAdaptationTrainer`, which builds on `TransferLearningMixin`.
+- the transfer strategy of its `BaseConfig` (full, a PEFT adapter with the head saved, feature extraction, frozen
+  layers, layer-wise learning-rate decay, gradual unfreezing), applied once, here;
+- fail-loud training: labels checked against the model before the first step, a non-finite loss or gradient
+  stopped before it is applied (`NonFiniteLossError`), `resume_from_checkpoint="last"` skipping a checkpoint cut off
+  while saving;
+- evaluation that leaves the random number generators as they were (so evaluating never changes training);
+- extra training scalars recorded, averaged over processes and logged (`self._record("loss/task", value)`);
+- a model card in every save, from the run itself and the family's `describe_training()` hook; merged exports.
+
+A family is a config (a `BaseConfig` subclass) and a mixin on this one that sets `config_class`, `_tag_names`
+and `describe_training()` (see `hf_transfer.fine_tuning` and `hf_transfer.domain_adaptation`).
 """
 
 import copy
 import json
 import math
 import os
-import time
 from collections import defaultdict
 from typing import Any
 
-import datasets
-import pyarrow
-import pyarrow.compute
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
-from transformers.utils import logging
 
+from .callbacks import TrainingClock
+from .checkpoints import resolve_resume_checkpoint
 from .features import find_classifier_module
-from .model_card import as_list, is_hub_id, write_model_card
-from .transfer_config import TransferConfig
-from .transfer_strategies import (
+from .hub.model_card import TrainingDescription, as_list, is_hub_id, write_model_card
+from .input_checks import check_label_ranges
+from .strategies import (
     ProgressiveUnfreezingCallback,
     build_peft_config,
     freeze_backbone,
@@ -36,87 +41,21 @@ from .transfer_strategies import (
 )
 
 
-class _TrainingClock(TrainerCallback):
-    """Wall time since this process's `train()` began (a resumed run counts from its restart)."""
-
-    def __init__(self):
-        self.start = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float | None:
-        return None if self.start is None else time.perf_counter() - self.start
-
-
 class NonFiniteLossError(FloatingPointError):
     """Training met a NaN or infinite loss or gradient. Raised before the optimizer step that would apply it, so
     the weights, and every checkpoint saved so far, stay as they were."""
 
 
-logger = logging.get_logger(__name__)
-TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer writes it last into a checkpoint
-
-
-def _checkpoints(folder: str) -> list[str]:
-    """The `checkpoint-<step>` folders in `folder`, newest (highest step) first."""
-    if not os.path.isdir(folder):
-        return []
-    steps = []
-    for name in os.listdir(folder):
-        prefix, _, step = name.rpartition("-")
-        if prefix == PREFIX_CHECKPOINT_DIR and step.isdigit() and os.path.isdir(os.path.join(folder, name)):
-            steps.append(int(step))
-    return [os.path.join(folder, f"{PREFIX_CHECKPOINT_DIR}-{step}") for step in sorted(steps, reverse=True)]
-
-
-def _is_complete_checkpoint(folder: str) -> bool:
-    try:
-        with open(os.path.join(folder, TRAINER_STATE_FILE)) as f:
-            json.load(f)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def last_complete_checkpoint(output_dir: str) -> str:
-    """The newest checkpoint in `output_dir` that was completely written; incomplete newer ones are skipped."""
-    for folder in _checkpoints(output_dir):
-        if _is_complete_checkpoint(folder):
-            return folder
-        logger.warning(
-            f"Skipping {folder}: it has no readable {TRAINER_STATE_FILE}, so it was cut off while being saved."
-        )
-    raise ValueError(
-        f"`resume_from_checkpoint`='last', but `output_dir` ({output_dir}) holds no complete checkpoint. Start "
-        "without `resume_from_checkpoint`, or give the checkpoint folder to resume from."
-    )
-
-
-def labels_outside(dataset, num_labels: int) -> list[int]:
-    """The distinct integer labels of `dataset` (a `datasets.Dataset` with `label` or `labels`) that are not classes
-    0..num_labels-1 (-100, the ignore index, is allowed); read from Arrow, without any transform."""
-    if not isinstance(dataset, datasets.Dataset):
-        return []
-    column = "labels" if "labels" in dataset.column_names else "label" if "label" in dataset.column_names else None
-    if column is None or not pyarrow.types.is_integer(dataset.features.arrow_schema.field(column).type):
-        return []
-    values = pyarrow.compute.unique(dataset.with_format("arrow")[column]).to_pylist()
-    return sorted(v for v in values if v is not None and v != -100 and not 0 <= v < num_labels)
-
-
-class TransferLearningMixin:
-    """Transfer strategies for any `transformers.Trainer` (sub)class.
-
-    Usage: `class MyTransferTrainer(TransferLearningMixin, MyTrainer): pass`.
+class BaseTrainerMixin:
+    """The shared part of every hf_transfer trainer; put a family's mixin built on it before a `Trainer` class.
 
     Extra keyword argument: `peft_config`, a PEFT config object, as an alternative to an adapter
     `transfer_strategy`; the classification head always trains and is saved with the adapter. A plain
-    `TrainingArguments` is accepted and upgraded to the trainer's config class with its defaults.
+    `TrainingArguments` is accepted and upgraded to the trainer's `config_class` with its defaults.
     """
 
-    config_class = TransferConfig
-    _tag_names = ["hf_transfer", "transfer-learning"]
+    config_class = None  # a BaseConfig subclass, set by each family
+    _tag_names = ["hf_transfer"]
 
     def __init__(self, model=None, args=None, *trainer_args, peft_config=None, **kwargs):
         args = self._upgrade_args(args)
@@ -125,8 +64,38 @@ class TransferLearningMixin:
                 "`model` must be a loaded classification model, e.g. "
                 "`AutoModelForSequenceClassification.from_pretrained(name, num_labels=...)`."
             )
+        model = self._apply_strategy(model, args, peft_config)
+        super().__init__(model, args, *trainer_args, **kwargs)
 
-        # PEFT: an adapter strategy or an explicit `peft_config`; the classification head always trains
+        if self.args.fp16 and self.accelerator.device.type == "cpu":
+            raise ValueError(
+                "`fp16` mixed precision needs a GPU: on the CPU accelerate ignores it and would train in fp32 "
+                "without saying so. Use `bf16` on the CPU (supported), or drop `fp16`."
+            )
+        self._clock = TrainingClock()
+        self.add_callback(self._clock)
+        self._last_loss = None
+        self._metrics = defaultdict(list)
+        if args.progressive_unfreezing_steps:
+            groups = layer_groups(self.model, self._classifier_name)
+            self.add_callback(ProgressiveUnfreezingCallback(groups, args.progressive_unfreezing_steps))
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._model_tags())
+
+    def _upgrade_args(self, args):
+        config_class = self.config_class
+        if args is None:
+            return config_class(output_dir="trainer_output")
+        if isinstance(args, config_class):
+            return args
+        if not isinstance(args, TrainingArguments):
+            raise TypeError(f"`args` must be a TrainingArguments or {config_class.__name__}, got {type(args)}.")
+        fields = config_class.__dataclass_fields__
+        values = {name: getattr(args, name) for name in type(args).__dataclass_fields__ if name in args.__dict__}
+        return config_class(**{name: value for name, value in values.items() if name in fields and fields[name].init})
+
+    def _apply_strategy(self, model, args, peft_config):
+        """The model with the strategy applied: PEFT-wrapped (the head in `modules_to_save`) or partly frozen."""
         if peft_config is not None and args.transfer_strategy != "full":
             raise ValueError(
                 f"Both `peft_config` and `transfer_strategy={args.transfer_strategy!r}` were given: with a "
@@ -148,45 +117,20 @@ class TransferLearningMixin:
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
-
-        # which pretrained parameters train
         self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
         if args.transfer_strategy == "feature_extraction":
             freeze_backbone(model, self._classifier_name)
         elif args.transfer_strategy == "freeze_layers":
             freeze_lowest_layers(model, self._classifier_name, args.num_frozen_layers)
         keep_frozen_batch_norm_in_eval_mode(model)
-
-        super().__init__(model, args, *trainer_args, **kwargs)
-
-        if self.args.fp16 and self.accelerator.device.type == "cpu":
-            raise ValueError(
-                "`fp16` mixed precision needs a GPU: on the CPU accelerate ignores it and would train in fp32 "
-                "without saying so. Use `bf16` on the CPU (supported), or drop `fp16`."
-            )
-        self._clock = _TrainingClock()
-        self.add_callback(self._clock)
-        self._last_loss = None
-        if args.progressive_unfreezing_steps:
-            groups = layer_groups(self.model, self._classifier_name)
-            self.add_callback(ProgressiveUnfreezingCallback(groups, args.progressive_unfreezing_steps))
-        if hasattr(self.model, "add_model_tags"):
-            self.model.add_model_tags(self._model_tags())
-
-    def _upgrade_args(self, args):
-        config_class = self.config_class
-        if args is None:
-            return config_class(output_dir="trainer_output")
-        if isinstance(args, config_class):
-            return args
-        if not isinstance(args, TrainingArguments):
-            raise TypeError(f"`args` must be a TrainingArguments or {config_class.__name__}, got {type(args)}.")
-        fields = config_class.__dataclass_fields__
-        values = {name: getattr(args, name) for name in type(args).__dataclass_fields__ if name in args.__dict__}
-        return config_class(**{name: value for name, value in values.items() if name in fields and fields[name].init})
+        return model
 
     def _model_tags(self) -> list[str]:
         return list(self._tag_names)
+
+    def describe_training(self) -> TrainingDescription:
+        """What this family's model card says of the run: its methods, hyper-parameters, tags, intended use."""
+        raise NotImplementedError(f"{type(self).__name__} must define `describe_training()` for its model cards.")
 
     # ---- optimisation -----------------------------------------------------------------------------------------
 
@@ -206,7 +150,7 @@ class TransferLearningMixin:
         return grad_norm
 
     def _extra_trained_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        """(name, parameter) of what the optimizer updates besides the model (the DANN discriminator)."""
+        """(name, parameter) of what the optimizer updates besides the model (e.g. the DANN discriminator)."""
         return []
 
     def _check_finite_gradients(self, grad_norm) -> None:
@@ -265,7 +209,30 @@ class TransferLearningMixin:
         for group in groups:
             optimizer.add_param_group(group)
 
-    # ---- resuming ---------------------------------------------------------------------------------------------
+    # ---- logging ------------------------------------------------------------------------------------------------
+
+    def _record(self, name: str, value: torch.Tensor) -> None:
+        """Store a training scalar, averaged over processes; `log()` flushes the mean since the last log.
+
+        A non-finite loss raises `NonFiniteLossError` naming it, on every process alike (the value is gathered),
+        before its backward pass, so nothing of it reaches the weights."""
+        value = value.detach().float().reshape(1)
+        mean = self.accelerator.gather(value).mean().item()
+        if name.startswith("loss/") and not math.isfinite(mean):
+            loss_name = name.removeprefix("loss/")
+            raise NonFiniteLossError(
+                f"The {loss_name} loss is {mean} at step {self.state.global_step + 1}; training stopped before "
+                "applying it, so the checkpoints saved so far are unaffected. " + self._non_finite_remedy(loss_name)
+            )
+        self._metrics[name].append(mean)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metrics:
+            logs = {**logs, **{name: sum(values) / len(values) for name, values in self._metrics.items()}}
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # ---- training and evaluation ----------------------------------------------------------------------------
 
     def train(
         self,
@@ -277,46 +244,10 @@ class TransferLearningMixin:
         checkpoint in `output_dir`. A checkpoint folder whose `trainer_state.json` (written last) is missing or
         unreadable was cut off while saving, e.g. by a killed job: it is skipped (with a warning) or, when named
         explicitly, refused with the complete ones to choose from."""
-        if resume_from_checkpoint is True or (
-            isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("last", "true")
-        ):
-            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
-        elif isinstance(resume_from_checkpoint, str | os.PathLike):
-            resume_from_checkpoint = os.fspath(resume_from_checkpoint)
-            if not os.path.isdir(resume_from_checkpoint):
-                raise ValueError(
-                    f"`resume_from_checkpoint`={resume_from_checkpoint!r} is not a folder. Give a checkpoint folder "
-                    f"(<output_dir>/{PREFIX_CHECKPOINT_DIR}-<step>) or 'last' for the newest one in `output_dir`."
-                )
-            if not _is_complete_checkpoint(resume_from_checkpoint):
-                siblings = _checkpoints(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
-                complete = [c for c in siblings if _is_complete_checkpoint(c)]
-                raise ValueError(
-                    f"`resume_from_checkpoint`={resume_from_checkpoint!r} has no readable {TRAINER_STATE_FILE}: it "
-                    "was cut off while being saved (the job was killed?). Resume from a complete checkpoint: "
-                    f"{complete or 'none in that folder'}, or 'last'."
-                )
-        self._check_label_ranges()
-        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
-
-    def _check_label_ranges(self) -> None:
-        """Every label of the training and evaluation sets is a class of the model (before any step)."""
+        resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
         num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
-        if num_labels is None:
-            return
-        eval_sets = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"": self.eval_dataset}
-        named = [("train_dataset", self.train_dataset)]
-        named += [(f"eval_dataset[{name!r}]" if name else "eval_dataset", data) for name, data in eval_sets.items()]
-        for argument, dataset in named:
-            outside = labels_outside(dataset, num_labels)
-            if outside:
-                raise ValueError(
-                    f"`{argument}` has label(s) {outside} outside the model's {num_labels} classes (0 to "
-                    f"{num_labels - 1}): load the model with `num_labels` (and `id2label`) for every class of the "
-                    "data, or encode the labels as 0..num_labels-1 (`dataset.class_encode_column('label')`)."
-                )
-
-    # ---- evaluation -------------------------------------------------------------------------------------------
+        check_label_ranges(num_labels, self.train_dataset, self.eval_dataset)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
         """`Trainer.evaluate`, leaving the random number generators as they were.
@@ -330,7 +261,7 @@ class TransferLearningMixin:
         with torch.random.fork_rng(devices=devices):
             return super().evaluate(*args, **kwargs)
 
-    # ---- export -----------------------------------------------------------------------------------------------
+    # ---- export and model cards --------------------------------------------------------------------------------
 
     def save_merged_model(self, output_dir: str) -> None:
         """Save a PEFT-trained model with its adapter merged into the base weights (`merge_and_unload`).
@@ -380,7 +311,7 @@ class TransferLearningMixin:
         self._baselines = {"source_only_results": source_only_results, "oracle_results": oracle_results}
 
     def set_transfer_diagnostics(self, diagnostics: dict | None) -> None:
-        """The results of `hf_transfer.diagnostics.TransferDiagnostics.after` (proxy A-distance before and after
+        """The results of `hf_transfer.evaluation.TransferDiagnostics.after` (proxy A-distance before and after
         training, the plot's file name in `output_dir`), shown in the final model card."""
         self._diagnostics = diagnostics
 
@@ -400,17 +331,17 @@ class TransferLearningMixin:
             return
         if not (_internal_call and folder.startswith(PREFIX_CHECKPOINT_DIR)):
             self.create_model_card(model_name=folder, output_dir=target)
-        else:
-            pushes_checkpoints = self.args.push_to_hub and self.args.hub_strategy != HubStrategy.END
-            for card_dir in [output_dir] + ([self.args.output_dir] if pushes_checkpoints else []):
-                write_model_card(
-                    self,
-                    model_name=os.path.basename(os.path.normpath(self.args.output_dir)),
-                    output_dir=card_dir,
-                    checkpoint_step=self.state.global_step,
-                    training_seconds=self._clock.seconds(),
-                    **getattr(self, "_model_card_info", {}),
-                )
+            return
+        pushes_checkpoints = self.args.push_to_hub and self.args.hub_strategy != HubStrategy.END
+        for card_dir in [output_dir] + ([self.args.output_dir] if pushes_checkpoints else []):
+            write_model_card(
+                self,
+                model_name=os.path.basename(os.path.normpath(self.args.output_dir)),
+                output_dir=card_dir,
+                checkpoint_step=self.state.global_step,
+                training_seconds=self._clock.seconds(),
+                **getattr(self, "_model_card_info", {}),
+            )
 
     def _make_adapter_config_portable(self, folder: str) -> None:
         """An adapter's `base_model_name_or_path` (in `folder/adapter_config.json`) as others can use it: the
@@ -448,12 +379,12 @@ class TransferLearningMixin:
         dataset_args: str | list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.model_card`).
+        """Write `README.md` into `output_dir`, describing this run (see `hf_transfer.hub.model_card`).
 
         Takes `Trainer.create_model_card`'s arguments (which `push_to_hub(**kwargs)` passes on): `language`,
         `license`, `tags`, `dataset_tags` / `dataset` (Hub dataset ids) are added to the card's metadata,
         `finetuned_from` names the base model when the run did not record one, `tasks` sets the pipeline tag.
-        Further keyword arguments go to `hf_transfer.model_card.write_model_card` (e.g. `results`).
+        Further keyword arguments go to `hf_transfer.hub.write_model_card` (e.g. `results`).
         """
         if dataset_args is not None:
             raise ValueError(
@@ -476,20 +407,3 @@ class TransferLearningMixin:
             pipeline_tag=tasks if isinstance(tasks, str) or tasks is None else tasks[0],
         )
         write_model_card(self, model_name=model_name, **{**info, **kwargs})
-
-
-class TransferTrainer(TransferLearningMixin, Trainer):
-    """A `transformers.Trainer` for fine-tuning a pretrained classifier with a transfer strategy.
-
-    Example:
-
-    ```python
-    from hf_transfer import TransferConfig, TransferTrainer
-
-    args = TransferConfig(output_dir="out", transfer_strategy="lora", lora_r=8)
-    trainer = TransferTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
-                              processing_class=tokenizer, compute_metrics=compute_classification_metrics)
-    trainer.train()
-    trainer.save_merged_model("out/merged")  # LoRA folded into the base weights, loads without PEFT
-    ```
-    """

@@ -1,5 +1,6 @@
-"""Which parameters of a pretrained classifier train: layer groups, frozen layers, feature extraction, and
-layer-wise learning-rate decay, for any BERT-family, ViT or ResNet classifier without per-model code.
+"""The transfer strategies: which parameters of a pretrained classifier train (layer groups, frozen layers, feature
+extraction, gradual unfreezing, a PEFT adapter with the head saved) and at which learning rate (layer-wise decay),
+for any BERT-family, ViT or ResNet classifier without per-model code. Every trainer family applies them.
 
 A model is split into layer groups from input to output: the embeddings (everything before the repeated
 blocks), one group per block (a transformer layer, a ResNet stage), and the classification head. Whatever sits
@@ -10,10 +11,15 @@ The blocks are the longest `nn.ModuleList` of modules of one class (`bert.encode
 
 import copy
 import inspect
+import os
 from dataclasses import dataclass
 
+import yaml
 from torch import nn
 from transformers import TrainerCallback
+
+PEFT_STRATEGIES = ("lora", "dora", "ia3", "loha", "lokr", "peft")
+TRANSFER_STRATEGIES = ("full", "feature_extraction", "freeze_layers") + PEFT_STRATEGIES
 
 
 @dataclass
@@ -125,7 +131,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
 
     At global step s the top `1 + s // unfreeze_every_steps` groups train. The state is a function of the global
     step alone, so a resumed run is frozen exactly as the uninterrupted run was. The optimizer must hold every
-    parameter from the start (`DomainAdaptationTrainer` creates it before this callback first freezes anything);
+    parameter from the start (the trainers create it before this callback first freezes anything);
     a frozen parameter gets no gradient, so the optimizer leaves it alone until it is unfrozen.
     """
 
@@ -176,12 +182,27 @@ def default_target_modules(model: nn.Module) -> list[str]:
     return names
 
 
+def read_peft_config_file(path: str) -> dict:
+    """The fields of a PEFT config file (JSON or YAML), checked to name a `peft_type`."""
+    if not os.path.isfile(path):
+        raise ValueError(f"`peft_config_file` {path!r} does not exist: pass the path of a JSON or YAML PEFT config.")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            values = yaml.safe_load(handle)  # JSON is YAML
+        except yaml.YAMLError as error:
+            raise ValueError(f"`peft_config_file` {path!r} is not valid JSON/YAML: {error}") from error
+    if not isinstance(values, dict) or "peft_type" not in values:
+        raise ValueError(
+            f"`peft_config_file` {path!r} must hold a mapping with a `peft_type` (e.g. LORA, IA3, LOHA, BOFT) and "
+            "that method's fields, as in a PEFT adapter_config.json."
+        )
+    return values
+
+
 def build_peft_config(args, model: nn.Module, classifier_name: str):
-    """The PEFT config of a `TransferConfig` with an adapter strategy; the head is always in `modules_to_save`."""
+    """The PEFT config of a `BaseConfig` with an adapter strategy; the head is always in `modules_to_save`."""
     import peft
     from peft.utils import constants
-
-    from .transfer_config import read_peft_config_file
 
     strategy = args.transfer_strategy
     model_type = getattr(getattr(model, "config", None), "model_type", None)
@@ -208,9 +229,9 @@ def build_peft_config(args, model: nn.Module, classifier_name: str):
         common = {"task_type": task_type, "target_modules": target_modules}
         if strategy in ("lora", "dora"):
             config = peft.LoraConfig(
-                r=args.lora_r,
-                lora_alpha=args.lora_alpha,
-                lora_dropout=args.lora_dropout,
+                r=args.adapter_rank,
+                lora_alpha=args.adapter_alpha,
+                lora_dropout=args.adapter_dropout,
                 use_dora=strategy == "dora",
                 **common,
             )
@@ -218,9 +239,13 @@ def build_peft_config(args, model: nn.Module, classifier_name: str):
             feedforward = None if known_architecture and args.peft_target_modules is None else []
             config = peft.IA3Config(feedforward_modules=feedforward, **common)
         elif strategy == "loha":
-            config = peft.LoHaConfig(r=args.lora_r, alpha=args.lora_alpha, rank_dropout=args.lora_dropout, **common)
+            config = peft.LoHaConfig(
+                r=args.adapter_rank, alpha=args.adapter_alpha, rank_dropout=args.adapter_dropout, **common
+            )
         else:
-            config = peft.LoKrConfig(r=args.lora_r, alpha=args.lora_alpha, rank_dropout=args.lora_dropout, **common)
+            config = peft.LoKrConfig(
+                r=args.adapter_rank, alpha=args.adapter_alpha, rank_dropout=args.adapter_dropout, **common
+            )
     return with_head_saved(config, classifier_name)
 
 

@@ -1,0 +1,401 @@
+"""`DomainAdaptationTrainer`: a `transformers.Trainer` that adds unsupervised domain-adaptation losses.
+
+The trainer takes a labeled source `train_dataset` and an unlabeled `target_dataset`. Every training batch holds
+source and target rows in a fixed ratio; one forward pass runs over both; the classification loss uses the source
+rows only; each adaptation loss of `adaptation_loss` is computed as its entry in `ADAPTATION_LOSSES` says (on the
+pooled features or the target logits, gathered over the processes when it is a statistic of the global batch).
+Everything is in `DomainAdaptationMixin`, so an existing `Trainer` subclass becomes domain-adaptive by mixing it in.
+"""
+
+import inspect
+import os
+from functools import partial
+
+import datasets
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import Trainer
+from transformers.trainer_utils import seed_worker
+
+from ..base_trainer import BaseTrainerMixin
+from ..callbacks import SamplerEpochCallback, ZeroGradientsCallback
+from ..distributed import average_gradients, gather_with_gradients
+from ..domain_mixing import DOMAIN_LABELS_KEY, DomainLabelCollator, DomainMixingBatchSampler, TwoDomainDataset
+from ..features import capture_head_input, feature_dim, pool_features
+from ..hub.model_card import Method, TrainingDescription
+from ..loss_spec import LossInputs
+from .config import DomainAdaptationConfig
+from .losses import ADAPTATION_LOSSES
+
+INTENDED_USE = (
+    "Classification of inputs like those of the target domain above, with the labels of the source data. The "
+    "results\nabove were measured on the evaluation sets named there and say nothing about other domains, where the "
+    "model may do\nworse than one fine-tuned with labels from that domain. Unsupervised adaptation can also hurt "
+    "(negative transfer):\ncompare with a source-only run with the same seed and steps before relying on it."
+)
+
+
+def module_file(module_name: str) -> str:
+    """The checkpoint file of a loss's own module (`domain_discriminator.safetensors`)."""
+    return f"{module_name}.safetensors"
+
+
+DISCRIMINATOR_WEIGHTS_NAME = module_file(ADAPTATION_LOSSES["dann"].module_name)
+
+
+class DomainAdaptationMixin(BaseTrainerMixin):
+    """Domain adaptation for any `transformers.Trainer` (sub)class.
+
+    Usage: `class MyDomainAdaptiveTrainer(DomainAdaptationMixin, MyTrainer): pass`.
+
+    Extra keyword arguments: `target_dataset` (unlabeled target-domain rows with the same model-input columns
+    as `train_dataset`; a label column there is ignored) and `peft_config` (see `BaseTrainerMixin`: the
+    transfer strategies all apply). A plain `TrainingArguments` is accepted and upgraded to a
+    `DomainAdaptationConfig` with the default adaptation settings (DANN).
+    """
+
+    config_class = DomainAdaptationConfig
+    _tag_names = ["hf_transfer", "domain-adaptation"]
+    # compute_loss returns per-batch means; the Trainer divides them by the accumulation steps, which is exact
+    # because every micro-batch holds the same number of source and target rows.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, model=None, args=None, *trainer_args, target_dataset=None, peft_config=None, **kwargs):
+        args = self._upgrade_args(args)
+        _check_model_and_target(model, args, target_dataset)
+        self.target_dataset = target_dataset
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError(
+                "`compute_loss_func` is not supported by DomainAdaptationTrainer: it computes the source "
+                "cross-entropy and the adaptation losses itself. Remove `compute_loss_func`."
+            )
+        super().__init__(model, args, *trainer_args, peft_config=peft_config, **kwargs)
+        self.loss_modules = self._build_loss_modules()
+        if args.adaptation_loss and args.alignment_features != "head_input":
+            forward = inspect.signature(self.accelerator.unwrap_model(self.model).forward).parameters
+            takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in forward.values())
+            if "output_hidden_states" not in forward and not takes_kwargs:
+                raise ValueError(self._no_hidden_states_message())
+        self.add_callback(SamplerEpochCallback())
+
+    def _build_loss_modules(self) -> nn.ModuleDict:
+        """The modules the chosen losses own (the DANN discriminator), each initialised from the seed alone."""
+        modules = nn.ModuleDict()
+        owners = [name for name in self.args.adaptation_loss if ADAPTATION_LOSSES[name].module is not None]
+        if not owners:
+            return modules
+        self._check_loss_modules_can_train(owners)
+        in_features = feature_dim(self.model, self._classifier, self.args.alignment_features)
+        for name in owners:
+            spec = ADAPTATION_LOSSES[name]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.args.seed)  # the same initial module for the same seed, whatever ran before
+                modules[spec.module_name] = spec.module(in_features, self.args)
+        modules.to(self.args.device)
+        self.add_callback(ZeroGradientsCallback(list(modules.values())))
+        return modules
+
+    @property
+    def domain_discriminator(self) -> nn.Module | None:
+        """DANN's domain discriminator (`None` without DANN)."""
+        name = ADAPTATION_LOSSES["dann"].module_name
+        return self.loss_modules[name] if name in self.loss_modules else None
+
+    def _check_loss_modules_can_train(self, owners: list[str]) -> None:
+        """A loss's own module trains outside the (wrapped) model: DDP is fine (its gradients are all-reduced here),
+        but FSDP would not shard it, DeepSpeed's optimizer would not see it, nor would a custom optimizer."""
+        engine = "DeepSpeed" if self.is_deepspeed_enabled else "FSDP" if self.is_fsdp_enabled else None
+        if engine is not None:
+            without = [name for name, spec in ADAPTATION_LOSSES.items() if spec.module is None]
+            raise ValueError(
+                f"`adaptation_loss` includes {', '.join(map(repr, owners))}, whose "
+                f"{', '.join(ADAPTATION_LOSSES[n].module_name.replace('_', ' ') for n in owners)} trains outside the "
+                f"model, which {engine} does not support. Use data parallelism for it (recipes/accelerate_configs/"
+                f"multi_gpu.yaml), or keep {engine} and choose losses without parameters of their own: "
+                f"`adaptation_loss` {', '.join(without[:-1])} or {without[-1]}."
+            )
+        if self.optimizer is not None:
+            raise ValueError(
+                f"A custom optimizer was passed in `optimizers`, but {owners} also train(s) the "
+                f"{ADAPTATION_LOSSES[owners[0]].module_name.replace('_', ' ')}, whose parameters it would miss. Let "
+                "the trainer create the optimizer (set `optim` and `learning_rate` in the config) or override "
+                "`create_optimizer`."
+            )
+
+    def _model_tags(self) -> list[str]:
+        return list(self._tag_names) + list(self.args.adaptation_loss)
+
+    def _no_hidden_states_message(self) -> str:
+        return (
+            f"`alignment_features`={self.args.alignment_features!r} pools the model's last hidden states, but "
+            f"{type(self.accelerator.unwrap_model(self.model)).__name__} cannot return them (its forward takes no "
+            "`output_hidden_states`, or returns no `hidden_states`). Use `alignment_features='head_input'` (the "
+            "classification head's input, which works with any model)."
+        )
+
+    def describe_training(self) -> TrainingDescription:
+        args, losses = self.args, list(self.args.adaptation_loss)
+        specs = [ADAPTATION_LOSSES[name] for name in losses]
+        hyperparameters = [
+            ("adaptation_loss", losses or "none (source-only)"),
+            ("adaptation_loss_weights", args.adaptation_loss_weights),
+        ]
+        if losses:
+            hyperparameters.append(("target_batch_fraction", args.target_batch_fraction))
+            hyperparameters += [(name, getattr(args, name)) for spec in specs for name in spec.config_fields]
+            hyperparameters.append(("alignment_features", args.alignment_features))
+        if not losses:
+            summary = "as a source-only baseline (no alignment loss)."
+        else:
+            reads_predictions = any(spec.reads == "target_logits" for spec in specs)
+            purpose = "adapt to the target domain" if reads_predictions else "align source and target features"
+            summary = "using " + " + ".join(spec.method.name for spec in specs) + f" to {purpose}."
+        source_only = Method("Source-only baseline", "fine-tuning on the labeled source rows alone, no adaptation loss")
+        return TrainingDescription(
+            summary=summary,
+            methods=[spec.method for spec in specs] or [source_only],
+            hyperparameters=hyperparameters,
+            tags=["domain-adaptation"] + losses,
+            data_label="Source domain (labeled)",
+            intended_use=INTENDED_USE,
+        )
+
+    # ---- data -----------------------------------------------------------------------------------------------
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Batches that hold `source_rows_per_batch` source rows and `target_rows_per_batch` target rows."""
+        if self.train_dataset is None:
+            raise ValueError("DomainAdaptationTrainer: training requires a labeled source `train_dataset`.")
+        args = self.args
+        source = self._prepare_domain_dataset(self.train_dataset, "train_dataset")
+        label_key = "labels" if "labels" in source.column_names else "label"
+        if label_key not in source.column_names:
+            raise ValueError(
+                f"`train_dataset` has no `label` or `labels` column (columns: {source.column_names}): the source "
+                "rows must be labeled."
+            )
+        target = self._target_rows_like(source, label_key) if args.target_rows_per_batch else None
+        if len(source) < args.source_rows_per_batch:
+            raise ValueError(
+                f"`train_dataset` has {len(source)} rows, fewer than the {args.source_rows_per_batch} source rows "
+                "of one batch: lower `per_device_train_batch_size` or add data."
+            )
+        sampler = DomainMixingBatchSampler(
+            num_source=len(source),
+            num_target=len(target) if target is not None else 0,
+            source_rows=args.source_rows_per_batch,
+            target_rows=args.target_rows_per_batch,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+        )
+        dataloader = DataLoader(
+            TwoDomainDataset(source, target, label_key),
+            batch_sampler=sampler,
+            collate_fn=DomainLabelCollator(self.data_collator),
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers if args.dataloader_num_workers else False,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return self.accelerator.prepare(dataloader)
+
+    def _target_rows_like(self, source, label_key: str):
+        """The target dataset with the source's model-input columns only (its labels, if any, dropped)."""
+        target = self._prepare_domain_dataset(self.target_dataset, "target_dataset")
+        target = target.remove_columns([c for c in ("label", "labels") if c in target.column_names])
+        missing = sorted(set(source.column_names) - {label_key} - set(target.column_names))
+        if missing:
+            raise ValueError(
+                f"`target_dataset` lacks the model-input column(s) {missing} that `train_dataset` has: "
+                "preprocess both datasets the same way (same tokenizer / image processor)."
+            )
+        extra = [c for c in target.column_names if c not in source.column_names]
+        return target.remove_columns(extra) if extra else target
+
+    def _prepare_domain_dataset(self, dataset, argument: str):
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError(f"`{argument}` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
+        if len(dataset) == 0:
+            raise ValueError(f"`{argument}` is empty.")
+        return self._remove_unused_columns(dataset, description=argument)
+
+    # ---- optimisation -----------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, plus parameter groups for each loss's own module (the domain discriminator)."""
+        optimizer = super().create_optimizer(model)
+        named = {group.get("name") for group in optimizer.param_groups}
+        for spec in ADAPTATION_LOSSES.values():
+            module = self.loss_modules[spec.module_name] if spec.module_name in self.loss_modules else None
+            if module is None or spec.module_name in named:
+                continue
+            name = spec.module_name
+            learning_rate = getattr(self.args, spec.module_learning_rate or "", None) or self.args.learning_rate
+            decay = [p for p in module.parameters() if p.dim() > 1]
+            no_decay = [p for p in module.parameters() if p.dim() <= 1]
+            optimizer.add_param_group(
+                {"params": decay, "weight_decay": self.args.weight_decay, "lr": learning_rate, "name": name}
+            )
+            optimizer.add_param_group({"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": name})
+        return optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # The loss modules are not inside the DDP-wrapped model: average their gradients across processes here.
+        if self.accelerator.sync_gradients:
+            average_gradients(self.accelerator, list(self.loss_modules.values()))
+        return loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        domain_labels = inputs.pop(DOMAIN_LABELS_KEY, None)
+        labels = inputs.pop("labels", None)
+        adapting = model.training and domain_labels is not None and bool(self.args.adaptation_loss)
+        from_hidden_states = adapting and self.args.alignment_features != "head_input"
+        if from_hidden_states:
+            inputs["output_hidden_states"] = True
+        with capture_head_input(self._classifier, enabled=adapting and not from_hidden_states) as captured:
+            outputs = model(**inputs)
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+
+        if labels is None:
+            loss = logits.new_zeros(())
+        else:
+            is_source = labels != -100 if domain_labels is None else domain_labels == 0
+            loss = F.cross_entropy(
+                logits[is_source].float(), labels[is_source], label_smoothing=self.args.label_smoothing_factor
+            )
+        if model.training:
+            self._record("loss/task", loss)
+        if adapting:
+            features = self._pooled_features(outputs, captured, inputs.get("attention_mask"), from_hidden_states)
+            loss = self._add_adaptation_losses(loss, features, logits, domain_labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def _pooled_features(self, outputs, captured: dict, attention_mask, from_hidden_states: bool) -> torch.Tensor:
+        """One feature vector per row: the head's input, or the last hidden state pooled (`alignment_features`)."""
+        if not from_hidden_states:
+            return pool_features(captured["features"], None, "head_input")
+        if not (isinstance(outputs, dict) and outputs.get("hidden_states")):
+            raise ValueError(self._no_hidden_states_message())
+        return pool_features(outputs["hidden_states"][-1], attention_mask, self.args.alignment_features)
+
+    def _add_adaptation_losses(self, loss, features, logits, domain_labels) -> torch.Tensor:
+        """`loss` plus each weighted adaptation loss, each logged as `loss/<name>` (with its own scalars)."""
+        views: dict[tuple[str, bool], dict] = {}  # the inputs of each (reads, global_batch) kind, gathered once
+        for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
+            spec = ADAPTATION_LOSSES[name]
+            key = (spec.reads, spec.global_batch)
+            if key not in views:
+                views[key] = self._loss_view(spec.reads, spec.global_batch, features, logits, domain_labels)
+            module = self.loss_modules[spec.module_name] if spec.module_name else None
+            progress = self.state.global_step / max(self.state.max_steps, 1)
+            inputs = LossInputs(**views[key], module=module, progress=progress, args=self.args)
+            value, logs = self._compute_adaptation_loss(name, inputs)
+            for log_name, scalar in logs.items():
+                self._record(log_name, scalar)
+            self._record(f"loss/{name}", value)
+            loss = loss + weight * value
+        return loss
+
+    def _loss_view(self, reads: str, global_batch: bool, features, logits, domain_labels) -> dict:
+        """The rows a loss reads: source and target features, or the target logits; gathered over the processes
+        for a statistic of the global batch (MMD, CORAL, IM's diversity term, MCC's per-class normalisation), so it
+        is computed on the global batch, with exactly the global batch's gradients (see `gather_with_gradients`)."""
+        if reads == "features":
+            view = {"source": features[domain_labels == 0], "target": features[domain_labels == 1]}
+        else:
+            view = {"target_logits": logits[domain_labels == 1]}
+        if global_batch and self.accelerator.num_processes > 1:
+            view = {key: gather_with_gradients(rows) for key, rows in view.items()}
+        return view
+
+    def _compute_adaptation_loss(self, name: str, inputs: LossInputs) -> tuple[torch.Tensor, dict]:
+        return ADAPTATION_LOSSES[name].compute(inputs)
+
+    def _extra_trained_parameters(self):
+        return [(f"{name}.{n}", p) for name, module in self.loss_modules.items() for n, p in module.named_parameters()]
+
+    def _non_finite_remedy(self, loss_name: str | None = None) -> str:
+        args = self.args
+        if loss_name is None and args.adaptation_loss:
+            return (
+                f"With `adaptation_loss`={args.adaptation_loss}, lower their `adaptation_loss_weights` "
+                f"({args.adaptation_loss_weights}) first. " + super()._non_finite_remedy()
+            )
+        if loss_name in args.adaptation_loss:
+            index = args.adaptation_loss.index(loss_name)
+            advice = f"Lower its weight (`adaptation_loss_weights`[{index}] = {args.adaptation_loss_weights[index]})"
+            fields = ADAPTATION_LOSSES[loss_name].remedy_fields
+            if fields:
+                advice += ", " + " or ".join(f"`{name}`" for name in fields)
+            return advice + "; also lower `learning_rate`, and resume from the last checkpoint."
+        return super()._non_finite_remedy(loss_name)
+
+    # ---- training state ----------------------------------------------------------------------------------------
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if not self.args.should_save:
+            return
+        for name, module in self.loss_modules.items():
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, os.path.join(output_dir, module_file(name)))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is not None:
+            for name, module in self.loss_modules.items():
+                path = os.path.join(checkpoint, module_file(name))
+                if not os.path.isfile(path):
+                    owner = next(n for n, spec in ADAPTATION_LOSSES.items() if spec.module_name == name)
+                    raise ValueError(
+                        f"The checkpoint {checkpoint} has no {module_file(name)}: it was not written by a run with "
+                        f"adaptation_loss '{owner}'. Resume with the `adaptation_loss` the checkpoint was trained with."
+                    )
+                module.load_state_dict(load_file(path, device=str(self.args.device)))
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+
+def _check_model_and_target(model, args: DomainAdaptationConfig, target_dataset) -> None:
+    """A single-label classifier, and unlabeled target rows whenever there is an adaptation loss."""
+    problem_type = getattr(getattr(model, "config", None), "problem_type", None)
+    if problem_type not in (None, "single_label_classification"):
+        raise ValueError(
+            f"The model's `config.problem_type` is {problem_type!r}; DomainAdaptationTrainer trains single-label "
+            "classification (cross-entropy on the source rows). Set `problem_type='single_label_classification'`."
+        )
+    if getattr(getattr(model, "config", None), "num_labels", 2) < 2:
+        raise ValueError(
+            "The model has `num_labels` < 2 (regression); DomainAdaptationTrainer needs a classifier with at "
+            "least 2 labels: load it with `num_labels=<number of classes>`."
+        )
+    if not args.adaptation_loss:
+        return
+    if target_dataset is None:
+        raise ValueError(
+            f"`adaptation_loss`={args.adaptation_loss} needs unlabeled target rows: pass `target_dataset=`, "
+            "or set `adaptation_loss` to 'none' for the source-only baseline."
+        )
+    if len(target_dataset) == 0:
+        raise ValueError("`target_dataset` is empty: pass at least one unlabeled target-domain row.")
+
+
+class DomainAdaptationTrainer(DomainAdaptationMixin, Trainer):
+    """A `transformers.Trainer` for unsupervised domain adaptation (DANN, MMD, CORAL, IM, MCC) of classifiers.
+
+    Example:
+
+    ```python
+    from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
+
+    args = DomainAdaptationConfig(output_dir="out", adaptation_loss=["dann"], per_device_train_batch_size=32)
+    trainer = DomainAdaptationTrainer(
+        model=model, args=args, train_dataset=source_train, target_dataset=target_unlabeled,
+        eval_dataset={"source_validation": source_val, "target_test": target_test},
+        processing_class=tokenizer, compute_metrics=compute_classification_metrics,
+    )
+    trainer.train()
+    ```
+    """

@@ -1,0 +1,91 @@
+"""Training batches that mix two domains: labeled source rows and unlabeled target rows in a fixed ratio.
+
+`DomainMixingBatchSampler` chooses the rows, `TwoDomainDataset` serves both datasets as one (target rows with the
+ignore label) and `DomainLabelCollator` adds each row's domain (`domain_labels`: 0 source, 1 target) to the batch.
+"""
+
+import math
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+DOMAIN_LABELS_KEY = "domain_labels"
+
+
+class DomainMixingBatchSampler(Sampler[list[int]]):
+    """Batches of `source_rows` source indices followed by `target_rows` target indices.
+
+    Indices address a dataset that holds the `num_source` source rows first and the `num_target` target rows
+    after them. An epoch is one pass over a fresh permutation of the source (the last `num_source % source_rows`
+    rows of the permutation are left for later epochs); target rows are drawn from back-to-back permutations of
+    the target, so a smaller target set cycles and a larger one is sampled without repeats. The order depends
+    only on `(seed, epoch)`, so a resumed run sees exactly the batches an uninterrupted run sees.
+    """
+
+    def __init__(self, num_source: int, num_target: int, source_rows: int, target_rows: int, seed: int):
+        self.num_source, self.num_target = num_source, num_target
+        self.source_rows, self.target_rows = source_rows, target_rows
+        self.batch_size = source_rows + target_rows
+        self.drop_last = False
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_source // self.source_rows
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        source_order = torch.randperm(self.num_source, generator=generator).tolist()
+        num_batches = len(self)
+        target_order: list[int] = []
+        if self.target_rows:
+            permutations = math.ceil(num_batches * self.target_rows / self.num_target)
+            for _ in range(permutations):
+                target_order += torch.randperm(self.num_target, generator=generator).tolist()
+        for batch in range(num_batches):
+            source = source_order[batch * self.source_rows : (batch + 1) * self.source_rows]
+            target = target_order[batch * self.target_rows : (batch + 1) * self.target_rows]
+            yield source + [self.num_source + index for index in target]
+
+
+class TwoDomainDataset(Dataset):
+    """Source rows then target rows; each row gets its domain label, target rows get the ignore label -100."""
+
+    def __init__(self, source, target, label_key: str):
+        self.source, self.target, self.label_key = source, target, label_key
+
+    def __len__(self) -> int:
+        return len(self.source) + (len(self.target) if self.target is not None else 0)
+
+    def __getitem__(self, index: int) -> dict:
+        if index < len(self.source):
+            row = dict(self.source[index])
+            row[DOMAIN_LABELS_KEY] = 0
+        else:
+            row = dict(self.target[index - len(self.source)])
+            row[self.label_key] = -100  # target labels, if any, never reach the loss
+            row[DOMAIN_LABELS_KEY] = 1
+        return row
+
+
+class DomainLabelCollator:
+    """Runs the user's collator on the rows without their domain label, then adds `domain_labels` to the batch."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, features: list[dict]) -> dict:
+        domains = [feature.pop(DOMAIN_LABELS_KEY) for feature in features]
+        shapes = {tuple(feature["pixel_values"].shape) for feature in features if "pixel_values" in feature}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"The images of one batch have different `pixel_values` shapes {sorted(shapes)}: source and target "
+                "images of mixed sizes or modes must be preprocessed to one size and mode (convert them to RGB and "
+                "resize them with the model's image processor, as the image recipes do)."
+            )
+        batch = self.collator(features)
+        batch[DOMAIN_LABELS_KEY] = torch.tensor(domains, dtype=torch.long)
+        return batch

@@ -1,0 +1,372 @@
+"""Model cards written by every hf_transfer training run, from the run itself.
+
+What is common to every run (base model, data, strategy, results, baselines, time, hardware, usage) is read here
+from the trainer; what a trainer family adds (its methods with their papers, its hyper-parameters, tags and intended
+use) comes from the trainer's `describe_training()` hook as a `TrainingDescription`. The template,
+`hf_transfer/hub/templates/model_card.md`, ships inside the package and is rendered with `huggingface_hub.ModelCard`.
+"""
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import huggingface_hub
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..evaluation.report import TransferReport
+
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
+METRICS = ("accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training method as the card lists it: its name, what it does, and the paper it comes from."""
+
+    name: str
+    description: str
+    citation: str = ""
+
+
+@dataclass
+class TrainingDescription:
+    """What a trainer family says of its run in the card (the `describe_training()` hook of every trainer).
+
+    Args:
+        summary: ends the sentence "trained with hf_transfer ...", e.g. "using DANN to align source and target
+            features."
+        methods: the methods used, each with its paper.
+        hyperparameters: (name, value) rows of the family's own settings, after the common ones (steps, batch, ...).
+        tags: Hub tags besides `hf_transfer`.
+        data_label: how the card names the labeled training data ("Training data (labeled)").
+        intended_use: the "Intended use and limitations" paragraph.
+    """
+
+    summary: str
+    methods: list[Method]
+    hyperparameters: list[tuple[str, object]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    data_label: str = "Training data (labeled)"
+    intended_use: str = ""
+
+
+def describe_source(name: str | None) -> str:
+    """A Hub id as is; a local path as 'local files (<name>)', never an absolute path."""
+    if not name:
+        return "not recorded"
+    if os.path.isabs(name) or os.path.exists(name):
+        return f"local files ({Path(os.path.normpath(name)).name})"
+    return name
+
+
+def is_hub_id(name: str) -> bool:
+    return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not os.path.exists(name)
+
+
+def as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def write_model_card(
+    trainer,
+    model_name: str | None = None,
+    base_model: str | None = None,
+    source_dataset: str | None = None,
+    target_dataset: str | None = None,
+    results: dict[str, float] | None = None,
+    eval_datasets: dict[str, str] | None = None,
+    output_dir: str | None = None,
+    checkpoint_step: int | None = None,
+    training_seconds: float | None = None,
+    source_only_results: dict[str, float] | None = None,
+    oracle_results: dict[str, float] | None = None,
+    language: str | list[str] | None = None,
+    license: str | None = None,
+    tags: str | list[str] | None = None,
+    datasets: str | list[str] | None = None,
+    pipeline_tag: str | None = None,
+    diagnostics: dict | None = None,
+) -> str:
+    """Render the card of a run into `output_dir/README.md` (default: `trainer.args.output_dir`); return its path.
+
+    Args:
+        base_model, source_dataset, target_dataset: Hub ids or descriptions; local paths are reduced to their
+            file name. `source_dataset` is the labeled training data, `target_dataset` the unlabeled target data.
+        results: `eval_<set>_<metric>` values; default: the evaluations in the trainer's log history.
+        eval_datasets: a description (or Hub id) of each evaluation set, by set name (`{"target_test": ...}`).
+        checkpoint_step, training_seconds: for the card of a checkpoint: its step and the training time so far.
+        source_only_results, oracle_results: `eval_<set>_<metric>` of the baselines measured in the same study
+            (same evaluation sets): a source-only run (same model, data, steps and seed, no alignment loss) and an
+            oracle trained on target labels. The card then compares, reports the gap closed and flags negative
+            transfer (see `hf_transfer.TransferReport`).
+        diagnostics: `TransferDiagnostics.after`'s results (proxy A-distance, plot file), shown in a final card.
+        language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
+            datasets are added to the card's own).
+    """
+    args = trainer.args
+    base = _base_model_of(trainer.model)
+    base_model = describe_source(base_model or getattr(base.config, "_name_or_path", None))
+    model_name = model_name or Path(args.output_dir).name
+    output_dir = output_dir or args.output_dir
+    task = "image-classification" if _is_image_model(base) else "text-classification"
+    if results is None:
+        results = {k: v for entry in trainer.state.log_history for k, v in entry.items() if k.startswith("eval_")}
+    baselines = (source_only_results, oracle_results)
+    eval_results, results_section = _results_section(results, eval_datasets, task, checkpoint_step, baselines)
+    description = trainer.describe_training()
+    peft_config = getattr(trainer.model, "peft_config", None)
+    dataset_ids = [d for d in (source_dataset, target_dataset) if d and is_hub_id(d)] + as_list(datasets)
+    card_data = _card_data(description, base_model, model_name, task, eval_results, bool(peft_config), dataset_ids)
+    card_data.language, card_data.license, card_data.pipeline_tag = language, license, pipeline_tag or task
+    card_data.tags = sorted(set(card_data.tags + as_list(tags)))
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        origin=_origin(base_model, base),
+        task_description=task.replace("-", " "),
+        method_sentence=description.summary,
+        source_label=description.data_label,
+        source_dataset=describe_source(source_dataset),
+        target_dataset=describe_source(target_dataset) if target_dataset else None,
+        strategy=describe_strategy(args, peft_config),
+        diagnostics=diagnostics if checkpoint_step is None else None,
+        methods=description.methods,
+        hyperparameters=common_hyperparameters(trainer) + description.hyperparameters,
+        training_time=_training_time(trainer, checkpoint_step, training_seconds),
+        hardware=_hardware(args.device),
+        usage=_usage(trainer, base, base_model, model_name, output_dir),
+        intended_use=description.intended_use,
+        versions=_versions(),
+        **results_section,
+    )
+    path = Path(output_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    card.save(path)
+    return str(path)
+
+
+def _card_data(description, base_model, model_name, task, eval_results, peft: bool, dataset_ids) -> ModelCardData:
+    """The card's Hub metadata from the run: library, base model, tags, datasets, pipeline tag, `model-index`."""
+    return ModelCardData(
+        library_name="peft" if peft else "transformers",
+        base_model=base_model if _on_hub(base_model) else None,
+        tags=sorted(set(["hf_transfer"] + description.tags)),
+        datasets=sorted(set(dataset_ids)) or None,
+        pipeline_tag=task,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+
+
+def common_hyperparameters(trainer) -> list[tuple[str, object]]:
+    """The settings every run's card lists, before its family's own."""
+    args = trainer.args
+    scheduler = args.lr_scheduler_type
+    return [
+        ("max_steps", trainer.state.max_steps),
+        ("per_device_train_batch_size", args.per_device_train_batch_size),
+        ("gradient_accumulation_steps", args.gradient_accumulation_steps),
+        ("world_size (processes)", args.world_size),
+        ("learning_rate", args.learning_rate),
+        ("lr_scheduler_type", scheduler.value if hasattr(scheduler, "value") else scheduler),
+        ("warmup_steps", f"{args.warmup_steps} × max_steps" if 0 < args.warmup_steps < 1 else args.warmup_steps),
+        ("weight_decay", args.weight_decay),
+        ("seed", args.seed),
+    ]
+
+
+def describe_strategy(args, peft_config) -> str:
+    """The strategy line: the adapter and its config, or which pretrained parameters trained and how."""
+    if peft_config:
+        config = next(iter(peft_config.values()))
+        return f"{config.peft_type.value} adapter ({_describe_peft_config(config)}); the classification head trained"
+    strategy = {
+        "full": "full fine-tuning (all parameters trained)",
+        "feature_extraction": "feature extraction (backbone frozen, only the classification head trained)",
+        "freeze_layers": f"embeddings and the lowest {getattr(args, 'num_frozen_layers', 0)} blocks frozen",
+    }[getattr(args, "transfer_strategy", "full")]
+    if getattr(args, "layerwise_lr_decay", 1.0) != 1.0:
+        strategy += f"; layer-wise learning-rate decay {args.layerwise_lr_decay} (Howard & Ruder, 2018)"
+    if getattr(args, "progressive_unfreezing_steps", 0):
+        strategy += (
+            f"; gradual unfreezing, one more layer group every {args.progressive_unfreezing_steps} steps "
+            "(ULMFiT, Howard & Ruder, 2018)"
+        )
+    return strategy
+
+
+def _base_model_of(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _is_image_model(base) -> bool:
+    return getattr(base, "main_input_name", "input_ids") == "pixel_values"
+
+
+def _on_hub(base_model: str) -> bool:
+    """Whether the recorded base model is a Hub id (not "not recorded", not a description of local files)."""
+    return base_model != "not recorded" and not base_model.startswith("local files")
+
+
+def _results_heading(checkpoint_step: int | None) -> str:
+    if checkpoint_step is None:
+        return "Measured at the end of this run:"
+    return f"Measured during training, last evaluation at or before step {checkpoint_step}:"
+
+
+def _results_section(results: dict, eval_datasets: dict | None, task: str, checkpoint_step, baselines) -> tuple:
+    """(the Hub `EvalResult`s, the template's results values): the results table and its heading, and for a final
+    card the comparison with the baselines of the same study (`baselines`: source-only and oracle results)."""
+    table, eval_results = _results(results, eval_datasets, task)
+    comparison = _comparison(results, *baselines) if checkpoint_step is None else []
+    return eval_results, {
+        "results_table": table,
+        "results_heading": _results_heading(checkpoint_step),
+        "comparison": comparison,
+        "negative_transfer": [row for row in comparison if row["negative"]],
+    }
+
+
+def _results(results: dict[str, float], eval_datasets: dict | None, task: str) -> tuple[list[dict], list]:
+    """The results table of the card and the same values as Hub `EvalResult`s (`model-index`)."""
+    table, eval_results = [], []
+    for key, value in sorted(results.items()):
+        metric = next((m for m in METRICS if key.endswith(m)), None)
+        if metric is None or not key.startswith("eval_"):
+            continue
+        split = key[len("eval_") : -len(metric)].strip("_") or "eval"
+        data = describe_source((eval_datasets or {}).get(split))
+        table.append({"set": split, "data": data, "metric": metric, "value": f"{value:.4f}"})
+        eval_results.append(
+            EvalResult(
+                task_type=task,
+                dataset_type=data if is_hub_id(data) else split,
+                dataset_name=data if data != "not recorded" else split,
+                metric_type="accuracy" if metric == "accuracy" else "f1",
+                metric_name=metric,
+                metric_value=float(value),
+            )
+        )
+    return table, eval_results
+
+
+def _comparison(results: dict, source_only_results: dict | None, oracle_results: dict | None) -> list[dict]:
+    """The rows of the baseline comparison, when a baseline of the same study was measured."""
+    if not (source_only_results or oracle_results):
+        return []
+    return [
+        {
+            "metric": report.metric,
+            "source_only": _format(report.source_only),
+            "adapted": _format(report.adapted),
+            "oracle": _format(report.oracle),
+            "gain": "not measured" if report.gain is None else f"{100 * report.gain:+.2f} points",
+            "gap_closed": "not measured" if report.gap_closed is None else f"{100 * report.gap_closed:.0f} %",
+            "negative": report.negative_transfer,
+        }
+        for report in TransferReport.from_results(results, source_only_results, oracle_results)
+    ]
+
+
+def _origin(base_model: str, base) -> str:
+    if base_model == "not recorded":
+        return (
+            f"a {base.config.model_type} classifier trained from scratch (random initialisation, no pretrained weights)"
+        )
+    link = f"[{base_model}](https://huggingface.co/{base_model})" if _on_hub(base_model) else base_model
+    return "a fine-tuned version of " + link
+
+
+def _training_time(trainer, checkpoint_step: int | None, training_seconds: float | None) -> str:
+    if checkpoint_step is not None:
+        progress = f"Checkpoint at step {checkpoint_step} of {trainer.state.max_steps}"
+        if training_seconds is not None:
+            progress += f" ({training_seconds:.0f} s of training in the process that wrote it)"
+        return progress
+    runtime = next((e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e), None)
+    return f"{runtime:.0f} s of training" if runtime is not None else "Training time not recorded"
+
+
+def _usage(trainer, base, base_model: str, model_name: str, output_dir: str) -> str:
+    """The loading snippet: transformers, or PEFT for an adapter (and the merged copy when there is one)."""
+    repo_id = getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name  # what users load
+    peft = bool(getattr(trainer.model, "peft_config", None))
+    merged = (Path(output_dir) / "merged" / "config.json").is_file()
+    is_image = _is_image_model(base)
+    auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
+    if not peft:
+        return f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{repo_id}")'
+    if is_image:
+        usage = (
+            f"from peft import PeftModel\nfrom transformers import {auto_class}\n\n"
+            f'base = {auto_class}.from_pretrained("{base_model}", num_labels={base.config.num_labels}, '
+            "ignore_mismatched_sizes=True)\n"
+            f'model = PeftModel.from_pretrained(base, "{repo_id}")'
+        )
+    else:
+        usage = (
+            "from peft import AutoPeftModelForSequenceClassification\n\n"
+            f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")'
+        )
+    if merged:
+        usage += (
+            "\n\n# or the adapter merged into the base weights (saved with --merge_adapter), without PEFT:\n"
+            f"from transformers import {auto_class}\n\n"
+            f'merged = {auto_class}.from_pretrained("{repo_id}", subfolder="merged")'
+        )
+    return usage
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.device_count()} × {torch.cuda.get_device_name(device)}"
+    return (
+        f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+
+
+def _format(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.4f}"
+
+
+def _describe_peft_config(config) -> str:
+    """The fields of a PEFT config that say what was trained, with long module lists summarised."""
+    parts = []
+    for name in ("r", "lora_alpha", "alpha", "lora_dropout", "rank_dropout", "use_dora"):
+        value = getattr(config, name, None)
+        if value not in (None, False):
+            parts.append(f"{name}={value}")
+    targets = config.target_modules
+    if isinstance(targets, (set, list, tuple)) and len(targets) > 8:
+        leaves = sorted({str(t).rsplit(".", 1)[-1] for t in targets})
+        parts.append(f"target_modules: {len(targets)} modules named {leaves}")
+    elif targets:
+        parts.append(f"target_modules={sorted(targets) if not isinstance(targets, str) else targets}")
+    parts.append(f"modules_to_save={config.modules_to_save}")
+    return ", ".join(parts)
+
+
+def _versions() -> list[tuple[str, str]]:
+    import transformers
+
+    return [
+        ("hf_transfer", _package_version()),
+        ("transformers", transformers.__version__),
+        ("torch", torch.__version__),
+        ("huggingface_hub", huggingface_hub.__version__),
+    ]
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf-transfer-learning")
+    except PackageNotFoundError:
+        return "source checkout"

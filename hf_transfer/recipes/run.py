@@ -1,0 +1,215 @@
+"""A recipe run once its model and data are ready: train with the family's trainer, evaluate, save, write the run
+summary and the card, push when asked. `train_fine_tuning` and `train_domain_adaptation` are what the recipes of
+each family share; `finish_run` is the end of every run."""
+
+import json
+import logging
+import os
+import time
+
+import datasets
+import transformers
+
+from ..cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
+from ..domain_adaptation import DomainAdaptationTrainer
+from ..evaluation.report import TransferReport
+from ..fine_tuning import FineTuningTrainer
+from ..metrics import compute_classification_metrics
+from .arguments import EvaluationArguments, FineTuningArguments
+from .baselines import RUN_SUMMARY_NAME, run_facts, source_only_baseline
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    datasets.utils.logging.set_verbosity_warning()
+    use_all_cpu_cores_in_a_single_cpu_process()
+
+
+def train_fine_tuning(
+    training_args,
+    fine_tuning_args: FineTuningArguments,
+    *,
+    model,
+    processing_class,
+    data_collator,
+    train_dataset,
+    eval_datasets: dict,
+    card_info: dict,
+    report: str,
+) -> dict[str, float]:
+    """The fine-tuning recipes after their data is prepared: the linear probe (if asked), training, the end."""
+    probe_metrics = run_linear_probe(fine_tuning_args, model, train_dataset, eval_datasets, data_collator)
+    trainer = FineTuningTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_datasets or None,
+        processing_class=processing_class,
+        data_collator=data_collator,
+        compute_metrics=compute_classification_metrics,
+    )
+    trainer.set_model_card_info(**card_info)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    return finish_run(
+        trainer, train_result, report=report, extra_metrics=probe_metrics, merge_adapter=fine_tuning_args.merge_adapter
+    )
+
+
+def train_domain_adaptation(
+    training_args,
+    evaluation_args: EvaluationArguments,
+    *,
+    model,
+    processing_class,
+    data_collator,
+    source,
+    target,
+    source_validation,
+    eval_datasets: dict,
+    card_info: dict,
+    report: str,
+) -> dict[str, float]:
+    """The domain-adaptation recipes after their data is prepared: the source-only baseline checked (before anything
+    is written), label-free selection and diagnostics set up, training, diagnostics after it, the end."""
+    source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
+    selection = selection_callback(evaluation_args, training_args, source_validation, target, data_collator)
+    diagnostics = transfer_diagnostics(evaluation_args, training_args, source_validation, target, data_collator, model)
+    trainer = DomainAdaptationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=source,
+        target_dataset=target,
+        eval_dataset=eval_datasets,
+        processing_class=processing_class,
+        data_collator=data_collator,
+        compute_metrics=compute_classification_metrics,
+        callbacks=[selection] if selection else None,
+    )
+    trainer.set_model_card_info(**card_info)
+    trainer.set_baselines(source_only_results=source_only_results)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if diagnostics is not None:
+        trainer.set_transfer_diagnostics(diagnostics.after(trainer.model, training_args.output_dir))
+    return finish_run(trainer, train_result, report=report)
+
+
+def selection_callback(evaluation_args: EvaluationArguments, training_args, source_validation, target, collator):
+    """The `LabelFreeModelSelection` callback asked for (None when off), checked against the run's settings."""
+    if not evaluation_args.label_free_selection:
+        return None
+    if training_args.eval_strategy == "no":
+        raise ValueError(
+            "`label_free_selection` scores the model at each evaluation, but `eval_strategy` is 'no': add "
+            "--eval_strategy steps --eval_steps <N>."
+        )
+    if source_validation is None:
+        raise ValueError(
+            "`label_free_selection` needs a labeled source validation set: give the source data a validation "
+            "split (--source_validation_split in the text recipes, --source_test_split in the image recipe)."
+        )
+    from ..evaluation.selection import LabelFreeModelSelection
+
+    return LabelFreeModelSelection(
+        source_validation,
+        target,
+        data_collator=collator,
+        batch_size=training_args.per_device_eval_batch_size,
+        max_target_rows=evaluation_args.selection_target_rows,
+        features=getattr(training_args, "alignment_features", "head_input"),
+        classifier_module=training_args.classifier_module,
+        seed=training_args.seed,
+    )
+
+
+def transfer_diagnostics(
+    evaluation_args: EvaluationArguments, training_args, source_validation, target, collator, model
+):
+    """`TransferDiagnostics` with the model's features before training recorded (None when off, or on processes
+    other than the main one, which writes the output)."""
+    if not evaluation_args.transfer_diagnostics or training_args.process_index != 0:
+        return None
+    if source_validation is None:
+        raise ValueError(
+            "`transfer_diagnostics` compares held-out source rows with target rows: give the source data a "
+            "held-out labeled split (--source_validation_split in the text recipes, --source_test_split in the "
+            "image recipe)."
+        )
+    from ..evaluation.diagnostics import TransferDiagnostics
+
+    diagnostics = TransferDiagnostics(
+        source_validation,
+        target,
+        data_collator=collator,
+        batch_size=training_args.per_device_eval_batch_size,
+        max_rows=evaluation_args.diagnostics_rows,
+        features=getattr(training_args, "alignment_features", "head_input"),
+        classifier_module=training_args.classifier_module,
+        seed=training_args.seed,
+    )
+    diagnostics.before(model.to(training_args.device))
+    return diagnostics
+
+
+def run_linear_probe(args: FineTuningArguments, model, train_dataset, eval_datasets: dict, data_collator) -> dict:
+    """`probe_<set>_<metric>` and `probe_runtime` of a linear probe on the model's frozen features ({} if off)."""
+    if not args.linear_probe or not eval_datasets:
+        return {}
+    from ..evaluation.linear_probe import linear_probe
+
+    start = time.perf_counter()
+    probe = linear_probe(
+        model, train_dataset, eval_datasets, data_collator=data_collator, features=args.linear_probe_features
+    )
+    metrics = {f"probe_{name}": value for name, value in probe.items()}
+    metrics["probe_runtime"] = round(time.perf_counter() - start, 2)
+    logger.info("linear probe on the pretrained features: %s", metrics)
+    return metrics
+
+
+def finish_run(
+    trainer, train_result, *, report: str, extra_metrics: dict | None = None, merge_adapter: bool = False
+) -> dict[str, float]:
+    """End a recipe run: evaluate every eval set, save metrics, state, the run summary (`hf_transfer_run.json`),
+    the merged export (`merge_adapter`), the model card and the model; push it all when `--push_to_hub`.
+
+    `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`) and printed.
+    `extra_metrics` (e.g. the linear probe's) are added to `all_results.json`. What the card says of the model and
+    data comes from `trainer.set_model_card_info`, called before training.
+    """
+    metrics = dict(train_result.metrics)
+    metrics.update(trainer.evaluate())  # each eval set under its own prefix: eval_target_test_accuracy, ...
+    metrics.update(extra_metrics or {})
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    trainer.save_state()
+    if merge_adapter:
+        trainer.save_merged_model(os.path.join(trainer.args.output_dir, "merged"))
+    if trainer.is_world_process_zero():
+        write_run_summary(trainer, metrics)
+    if trainer.args.push_to_hub:
+        # saves the model, writes the card and uploads output_dir (not its checkpoint-* folders)
+        trainer.push_to_hub(commit_message="End of training", results=metrics)
+    else:
+        trainer.save_model()
+        trainer.create_model_card(
+            model_name=os.path.basename(os.path.normpath(trainer.args.output_dir)), results=metrics
+        )
+    if trainer.is_world_process_zero():
+        print(report.format(**metrics))
+    return metrics
+
+
+def write_run_summary(trainer, metrics: dict[str, float]) -> None:
+    """`hf_transfer_run.json`: the run's facts, final metrics, transfer report and diagnostics (no local paths)."""
+    facts = run_facts(trainer.args, getattr(trainer, "_model_card_info", {}))
+    summary = {"facts": facts, "metrics": {k: v for k, v in metrics.items() if k.startswith("eval_")}}
+    baselines = getattr(trainer, "_baselines", {})
+    if any(baselines.values()):
+        summary["transfer_report"] = [r.to_dict() for r in TransferReport.from_results(metrics, **baselines)]
+    if getattr(trainer, "_diagnostics", None):
+        summary["transfer_diagnostics"] = trainer._diagnostics
+    with open(os.path.join(trainer.args.output_dir, RUN_SUMMARY_NAME), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
