@@ -11,12 +11,12 @@ The blocks are the longest `nn.ModuleList` of modules of one class (`bert.encode
 
 import copy
 import inspect
-import os
 from dataclasses import dataclass
 
-import yaml
 from torch import nn
 from transformers import TrainerCallback
+
+from .config_files import read_yaml_or_json
 
 PEFT_STRATEGIES = ("lora", "dora", "ia3", "loha", "lokr", "peft")
 TRANSFER_STRATEGIES = ("full", "feature_extraction", "freeze_layers") + PEFT_STRATEGIES
@@ -184,13 +184,7 @@ def default_target_modules(model: nn.Module) -> list[str]:
 
 def read_peft_config_file(path: str) -> dict:
     """The fields of a PEFT config file (JSON or YAML), checked to name a `peft_type`."""
-    if not os.path.isfile(path):
-        raise ValueError(f"`peft_config_file` {path!r} does not exist: pass the path of a JSON or YAML PEFT config.")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            values = yaml.safe_load(handle)  # JSON is YAML
-        except yaml.YAMLError as error:
-            raise ValueError(f"`peft_config_file` {path!r} is not valid JSON/YAML: {error}") from error
+    values = read_yaml_or_json(path, "`peft_config_file`")
     if not isinstance(values, dict) or "peft_type" not in values:
         raise ValueError(
             f"`peft_config_file` {path!r} must hold a mapping with a `peft_type` (e.g. LORA, IA3, LOHA, BOFT) and "

@@ -35,7 +35,7 @@ from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
     check_image_columns,
     check_image_training_args,
-    describe_dataset,
+    fine_tuning_card_info,
     label_names_of,
     load_split,
     prepare_image_sets,
@@ -127,14 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=default_data_collator,
         train_dataset=sets["train"],
         eval_datasets=eval_sets,
-        card_info=dict(
-            base_model=base_model,
-            source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
-            eval_datasets={
-                "validation": describe_dataset(data_args.dataset, data_args.validation_split),
-                "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
-            },
-        ),
+        card_info=fine_tuning_card_info(base_model, data_args),
         report=f"{first_eval} accuracy ({data_args.dataset}, {architecture}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval

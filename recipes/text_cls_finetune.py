@@ -36,7 +36,7 @@ from hf_transfer.recipes.models import load_text_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
     check_text_columns,
-    describe_dataset,
+    fine_tuning_card_info,
     label_names_of,
     load_split,
     prepare_text_sets,
@@ -121,14 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=DataCollatorWithPadding(tokenizer),
         train_dataset=sets["train"],
         eval_datasets=eval_sets,
-        card_info=dict(
-            base_model=model_card_name,
-            source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
-            eval_datasets={
-                "validation": describe_dataset(data_args.dataset, data_args.validation_split),
-                "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
-            },
-        ),
+        card_info=fine_tuning_card_info(model_card_name, data_args),
         report=f"{first_eval} accuracy ({data_args.dataset}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval

@@ -78,7 +78,7 @@ def test_a_config_file_with_an_unknown_name_or_no_mapping_is_refused(tmp_path):
     listed.write_text("[1, 2]")
     with pytest.raises(ValueError, match="must hold a mapping of argument names to values"):
         recipe.parse_args(["--config", str(listed)])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="The config file .*missing.yaml' does not exist"):
         recipe.parse_args(["--config", str(tmp_path / "missing.yaml")])
     with pytest.raises(ValueError, match="`--config` needs a file"):
         recipe.parse_args(["--seed", "1", "--config"])

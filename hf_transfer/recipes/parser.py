@@ -7,11 +7,11 @@ The file holds a mapping of argument names (those of `--help`) to values; every 
 knows. As with TRL's `TrlParser`, what the command line gives wins over the file, and the file over the defaults.
 """
 
-import os
 import sys
 
-import yaml
 from transformers import HfArgumentParser
+
+from ..config_files import read_yaml_or_json
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -45,13 +45,7 @@ def split_config_file(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def read_config_file(path: str, known: set[str]) -> dict:
     """The mapping in a YAML/JSON config file, checked to name only arguments in `known`."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"The config file {path!r} does not exist: give the path of a YAML or JSON file.")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            values = yaml.safe_load(handle)  # JSON is YAML
-        except yaml.YAMLError as error:
-            raise ValueError(f"The config file {path!r} is not valid YAML/JSON: {error}") from error
+    values = read_yaml_or_json(path, "The config file")
     if not isinstance(values, dict):
         raise ValueError(f"The config file {path} must hold a mapping of argument names to values.")
     unknown = sorted(set(values) - known)

@@ -176,6 +176,18 @@ def prepare_image_sets(sets: dict, image_processor, data_args, label_names: list
     return prepared
 
 
+def fine_tuning_card_info(base_model: str | None, data_args) -> dict:
+    """What a fine-tuning recipe's card says of its model and data (`trainer.set_model_card_info`)."""
+    return dict(
+        base_model=base_model,
+        source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
+        eval_datasets={
+            "validation": describe_dataset(data_args.dataset, data_args.validation_split),
+            "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
+        },
+    )
+
+
 def domain_card_info(base_model: str | None, data_args, source_eval: str, source_eval_split: str | None) -> dict:
     """What a domain-adaptation recipe's card says of its model and data (`trainer.set_model_card_info`)."""
     test_spec = data_args.target_test_dataset or data_args.target_dataset

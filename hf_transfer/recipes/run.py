@@ -105,22 +105,11 @@ def selection_callback(evaluation_args: EvaluationArguments, training_args, sour
             "`label_free_selection` scores the model at each evaluation, but `eval_strategy` is 'no': add "
             "--eval_strategy steps --eval_steps <N>."
         )
-    if source_validation is None:
-        raise ValueError(
-            "`label_free_selection` needs a labeled source validation set: give the source data a validation "
-            "split (--source_validation_split in the text recipes, --source_test_split in the image recipe)."
-        )
     from ..evaluation.selection import LabelFreeModelSelection
 
+    settings = _source_and_target_settings("label_free_selection", training_args, source_validation, collator)
     return LabelFreeModelSelection(
-        source_validation,
-        target,
-        data_collator=collator,
-        batch_size=training_args.per_device_eval_batch_size,
-        max_target_rows=evaluation_args.selection_target_rows,
-        features=getattr(training_args, "alignment_features", "head_input"),
-        classifier_module=training_args.classifier_module,
-        seed=training_args.seed,
+        source_validation, target, max_target_rows=evaluation_args.selection_target_rows, **settings
     )
 
 
@@ -131,26 +120,29 @@ def transfer_diagnostics(
     other than the main one, which writes the output)."""
     if not evaluation_args.transfer_diagnostics or training_args.process_index != 0:
         return None
-    if source_validation is None:
-        raise ValueError(
-            "`transfer_diagnostics` compares held-out source rows with target rows: give the source data a "
-            "held-out labeled split (--source_validation_split in the text recipes, --source_test_split in the "
-            "image recipe)."
-        )
     from ..evaluation.diagnostics import TransferDiagnostics
 
-    diagnostics = TransferDiagnostics(
-        source_validation,
-        target,
+    settings = _source_and_target_settings("transfer_diagnostics", training_args, source_validation, collator)
+    diagnostics = TransferDiagnostics(source_validation, target, max_rows=evaluation_args.diagnostics_rows, **settings)
+    diagnostics.before(model.to(training_args.device))
+    return diagnostics
+
+
+def _source_and_target_settings(flag: str, training_args, source_validation, collator) -> dict:
+    """What label-free selection and the diagnostics share: held-out labeled source rows (checked to be there),
+    how to batch them, which features to compare, the head's name and the seed."""
+    if source_validation is None:
+        raise ValueError(
+            f"`{flag}` compares held-out labeled source rows with target rows: give the source data a held-out "
+            "split (--source_validation_split in the text recipes, --source_test_split in the image recipe)."
+        )
+    return dict(
         data_collator=collator,
         batch_size=training_args.per_device_eval_batch_size,
-        max_rows=evaluation_args.diagnostics_rows,
         features=getattr(training_args, "alignment_features", "head_input"),
         classifier_module=training_args.classifier_module,
         seed=training_args.seed,
     )
-    diagnostics.before(model.to(training_args.device))
-    return diagnostics
 
 
 def run_linear_probe(args: FineTuningArguments, model, train_dataset, eval_datasets: dict, data_collator) -> dict:
