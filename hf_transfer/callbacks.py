@@ -47,3 +47,13 @@ class SamplerEpochCallback(TrainerCallback):
             sampler = getattr(sampler, "batch_sampler", None)
         if sampler is not None:
             sampler.set_epoch(int(state.epoch or 0))
+
+
+class StepEndCallback(TrainerCallback):
+    """Calls `function()` after every optimizer step (e.g. a loss's EMA teacher update)."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.function()

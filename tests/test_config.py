@@ -32,7 +32,7 @@ def test_comma_separated_and_weighted_losses():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"adaptation_loss": ["dann", "cdan"]}, "adaptation_loss` has unknown loss name"),
+        ({"adaptation_loss": ["dann", "cdann"]}, "adaptation_loss` has unknown loss name"),
         ({"adaptation_loss": ["mmd", "mmd"]}, "lists a loss twice"),
         ({"adaptation_loss": ["dann", "mmd"], "adaptation_loss_weights": [1.0]}, "give one weight per loss"),
         ({"adaptation_loss_weights": [-1.0]}, "must be finite and >= 0"),
@@ -47,6 +47,18 @@ def test_comma_separated_and_weighted_losses():
         ({"alignment_features": "pooler"}, "alignment_features` must be one of"),
         ({"discriminator_learning_rate": 0.0}, "discriminator_learning_rate` must be > 0"),
         ({"mcc_temperature": 0.0}, "mcc_temperature` must be > 0 (2.5 is the paper's default)"),
+        ({"cdan_randomized": "yes"}, "cdan_randomized` must be 'auto', 'always' or 'never'"),
+        ({"cdan_randomized_dim": 0}, "cdan_randomized_dim` must be >= 1 (the paper uses 1024)"),
+        ({"wdgrl_critic_steps": 0}, "wdgrl_critic_steps` must be >= 1 (the paper uses 5)"),
+        ({"wdgrl_critic_learning_rate": 0.0}, "wdgrl_critic_learning_rate` must be > 0 (paper: 1e-4)"),
+        ({"wdgrl_gradient_penalty": -1.0}, "wdgrl_gradient_penalty` must be >= 0 (the paper uses 10)"),
+        ({"wdgrl_critic_hidden_size": 0}, "wdgrl_critic_hidden_size` must be >= 1"),
+        ({"self_training_teacher": "student"}, "self_training_teacher` must be 'initial' or 'ema'"),
+        ({"ema_decay": 1.0}, "ema_decay` must be in [0, 1)"),
+        ({"self_training_threshold": 1.5}, "self_training_threshold` must be a probability in [0, 1]"),
+        ({"self_training_top_fraction": 0.0}, "self_training_top_fraction` must be in (0, 1] or None"),
+        ({"self_training_ramp_ratio": 2.0}, "self_training_ramp_ratio` must be in [0, 1]"),
+        ({"mlm_probability": 0.0}, "mlm_probability` must be in (0, 1) (BERT uses 0.15)"),
     ],
 )
 def test_validation_errors_name_the_argument_and_the_fix(kwargs, message):

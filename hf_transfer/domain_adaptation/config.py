@@ -27,7 +27,10 @@ class DomainAdaptationConfig(BaseConfig):
             Alignment losses added to the source classification loss, any combination of `"dann"` (Ganin et al.,
             JMLR 2016), `"mmd"` (multi-kernel MMD, DAN, Long et al., ICML 2015), `"coral"` (Sun & Saenko, 2016),
             `"im"` (information maximisation of the target predictions, Shi & Sha 2012; SHOT, Liang et al. 2020) and
-            `"mcc"` (minimum class confusion of the target predictions, Jin et al., ECCV 2020).
+            `"mcc"` (minimum class confusion of the target predictions, Jin et al., ECCV 2020), `"cdan"` (conditional
+            adversarial, Long et al., NeurIPS 2018), `"wdgrl"` (Wasserstein distance, Shen et al., AAAI 2018),
+            `"self_training"` (pseudo-labels from a teacher, CFd-style class balance) and `"mlm"` (masked-language
+            modelling on the target text, UDALM, Karouzos et al., NAACL 2021; text models only).
             An empty list (`--adaptation_loss none` on the command line) trains the source-only baseline.
         adaptation_loss_weights (`list[float]` or `None`, defaults to `None`):
             One weight per entry of `adaptation_loss`; `None` weighs every loss 1.0.
@@ -48,6 +51,31 @@ class DomainAdaptationConfig(BaseConfig):
         mmd_estimator (`str`, defaults to `"unbiased"`): `"unbiased"` (U-statistic) or `"biased"` (V-statistic).
         mcc_temperature (`float`, defaults to `2.5`): the temperature MCC rescales the target logits by (the paper's
             and Transfer-Learning-Library's default).
+        cdan_entropy_conditioning (`bool`, defaults to `False`): CDAN+E: weigh each row of the CDAN loss by
+            1 + exp(−H(p)), normalised over the batch, so confidently predicted rows count more.
+        cdan_randomized (`str`, defaults to `"auto"`): CDAN's conditioning map: the full multilinear map f ⊗ p
+            (`"never"`), the randomized map of dimension `cdan_randomized_dim` (`"always"`), or the randomized map
+            only when features × classes > 4096 (`"auto"`, the paper's rule).
+        cdan_randomized_dim (`int`, defaults to `1024`): output dimension of the randomized multilinear map.
+        wdgrl_critic_steps (`int`, defaults to `5`): ascent steps of the WDGRL critic per training step (paper: 5).
+        wdgrl_critic_learning_rate (`float`, defaults to `1e-4`): Adam learning rate of the critic (paper: 1e-4).
+        wdgrl_gradient_penalty (`float`, defaults to `10.0`): weight γ of the gradient penalty (paper: 10).
+        wdgrl_critic_hidden_size (`int`, defaults to `100`): width of the critic's hidden layer (paper's code: 100).
+            The feature extractor's weight on W is the `adaptation_loss_weights` entry of `"wdgrl"` (the paper's
+            code: 1 for Amazon reviews, 0.01 for digits).
+        self_training_teacher (`str`, defaults to `"ema"`): who gives the pseudo-labels: `"initial"`, a frozen copy
+            of the model as it was when the trainer was built (use it when the model was already trained on the
+            source), or `"ema"`, an exponential moving average of the model (mean teacher).
+        ema_decay (`float`, defaults to `0.99`): decay of the EMA teacher, per optimizer step.
+        self_training_threshold (`float`, defaults to `0.9`): a target row gets a pseudo-label when the teacher's top
+            probability is at least this.
+        self_training_top_fraction (`float` or `None`, defaults to `None`): also keep at most this fraction of the
+            target rows of a batch, chosen class by class (round-robin over the predicted classes, most confident
+            first, as in CFd), so no class crowds out the others. `None`: the threshold alone.
+        self_training_ramp_ratio (`float`, defaults to `0.25`): the self-training weight rises linearly from 0 to 1
+            over this fraction of training (0: full weight from the start).
+        mlm_probability (`float`, defaults to `0.15`): share of the target tokens masked for the `"mlm"` loss (the
+            `DataCollatorForLanguageModeling` rules: 80 % [MASK], 10 % random, 10 % kept).
         alignment_features (`str`, defaults to `"head_input"`):
             The representation that is aligned: `"head_input"` is what the classification head receives (BERT's
             pooled output, ViT's [CLS] token, ResNet's pooled feature map), found automatically for every
@@ -57,9 +85,10 @@ class DomainAdaptationConfig(BaseConfig):
     adaptation_loss: list[str] = field(
         default_factory=lambda: ["dann"],
         metadata={
-            "help": "Alignment losses added to the source classification loss: any of 'dann', 'mmd', 'coral', 'im' "
+            "help": "Adaptation losses added to the source classification loss: any of 'dann', 'mmd', 'coral', 'im' "
             "(information maximisation of the target predictions), 'mcc' (minimum class confusion of the target "
-            "predictions). "
+            "predictions), 'cdan' (conditional adversarial), 'wdgrl' (Wasserstein critic), 'self_training' "
+            "(pseudo-labels from a teacher), 'mlm' (masked-language modelling on the target text). "
             "Use 'none' (or an empty list in a config file) for the source-only baseline."
         },
     )
@@ -112,6 +141,56 @@ class DomainAdaptationConfig(BaseConfig):
     mcc_temperature: float = field(
         default=2.5, metadata={"help": "Temperature of the target logits in the MCC loss (Jin et al. 2020: 2.5)."}
     )
+    cdan_entropy_conditioning: bool = field(
+        default=False,
+        metadata={"help": "CDAN+E: weigh rows of the CDAN loss by 1 + exp(-entropy of the prediction) (Long et al.)."},
+    )
+    cdan_randomized: str = field(
+        default="auto",
+        metadata={
+            "help": "CDAN conditioning map: 'never' (full multilinear map), 'always' (randomized map), 'auto' "
+            "(randomized when features x classes > 4096, the paper's rule).",
+            "choices": ["auto", "always", "never"],
+        },
+    )
+    cdan_randomized_dim: int = field(default=1024, metadata={"help": "Dimension of CDAN's randomized map (1024)."})
+    wdgrl_critic_steps: int = field(
+        default=5, metadata={"help": "WDGRL critic ascent steps per training step (Shen et al. 2018: 5)."}
+    )
+    wdgrl_critic_learning_rate: float = field(
+        default=1e-4, metadata={"help": "Adam learning rate of the WDGRL critic (paper: 1e-4)."}
+    )
+    wdgrl_gradient_penalty: float = field(
+        default=10.0, metadata={"help": "Weight of the WDGRL critic's gradient penalty (paper: 10)."}
+    )
+    wdgrl_critic_hidden_size: int = field(
+        default=100, metadata={"help": "Width of the WDGRL critic's hidden layer (paper's code: 100)."}
+    )
+    self_training_teacher: str = field(
+        default="ema",
+        metadata={
+            "help": "Self-training teacher: 'initial' (a frozen copy of the model at the start; for a model already "
+            "trained on the source) or 'ema' (exponential moving average of the model).",
+            "choices": ["initial", "ema"],
+        },
+    )
+    ema_decay: float = field(default=0.99, metadata={"help": "Decay of the EMA self-training teacher per step."})
+    self_training_threshold: float = field(
+        default=0.9, metadata={"help": "Teacher probability a target row needs to get a pseudo-label."}
+    )
+    self_training_top_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep at most this fraction of a batch's target rows, class by class (round-robin, most "
+            "confident first; CFd). Default: the threshold alone."
+        },
+    )
+    self_training_ramp_ratio: float = field(
+        default=0.25, metadata={"help": "Fraction of training over which the self-training weight rises from 0 to 1."}
+    )
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "Share of target tokens masked for the 'mlm' loss (BERT, UDALM: 0.15)."}
+    )
     alignment_features: str = field(
         default="head_input",
         metadata={
@@ -125,6 +204,8 @@ class DomainAdaptationConfig(BaseConfig):
         self._check_losses()
         self._check_batch_split()
         self._check_dann()
+        self._check_cdan_and_wdgrl()
+        self._check_self_training_and_mlm()
         if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
             raise ValueError(
                 "`mmd_kernel_multipliers` must be a non-empty list of positive numbers, "
@@ -199,6 +280,43 @@ class DomainAdaptationConfig(BaseConfig):
             raise ValueError(f"`discriminator_dropout` must be in [0, 1), got {self.discriminator_dropout}.")
         if self.discriminator_learning_rate is not None and self.discriminator_learning_rate <= 0:
             raise ValueError(f"`discriminator_learning_rate` must be > 0, got {self.discriminator_learning_rate}.")
+
+    def _check_cdan_and_wdgrl(self) -> None:
+        if self.cdan_randomized not in ("auto", "always", "never"):
+            raise ValueError(f"`cdan_randomized` must be 'auto', 'always' or 'never', got {self.cdan_randomized!r}.")
+        if self.cdan_randomized_dim < 1:
+            raise ValueError(
+                f"`cdan_randomized_dim` must be >= 1 (the paper uses 1024), got {self.cdan_randomized_dim}."
+            )
+        if self.wdgrl_critic_steps < 1:
+            raise ValueError(f"`wdgrl_critic_steps` must be >= 1 (the paper uses 5), got {self.wdgrl_critic_steps}.")
+        if not self.wdgrl_critic_learning_rate > 0:
+            raise ValueError(
+                f"`wdgrl_critic_learning_rate` must be > 0 (paper: 1e-4), got {self.wdgrl_critic_learning_rate}."
+            )
+        if not self.wdgrl_gradient_penalty >= 0:
+            raise ValueError(
+                f"`wdgrl_gradient_penalty` must be >= 0 (the paper uses 10), got {self.wdgrl_gradient_penalty}."
+            )
+        if self.wdgrl_critic_hidden_size < 1:
+            raise ValueError(f"`wdgrl_critic_hidden_size` must be >= 1, got {self.wdgrl_critic_hidden_size}.")
+
+    def _check_self_training_and_mlm(self) -> None:
+        if self.self_training_teacher not in ("initial", "ema"):
+            raise ValueError(f"`self_training_teacher` must be 'initial' or 'ema', got {self.self_training_teacher!r}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1) (e.g. 0.99), got {self.ema_decay}.")
+        if not 0.0 <= self.self_training_threshold <= 1.0:
+            raise ValueError(
+                f"`self_training_threshold` must be a probability in [0, 1], got {self.self_training_threshold}."
+            )
+        fraction = self.self_training_top_fraction
+        if fraction is not None and not 0.0 < fraction <= 1.0:
+            raise ValueError(f"`self_training_top_fraction` must be in (0, 1] or None, got {fraction}.")
+        if not 0.0 <= self.self_training_ramp_ratio <= 1.0:
+            raise ValueError(f"`self_training_ramp_ratio` must be in [0, 1], got {self.self_training_ramp_ratio}.")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"`mlm_probability` must be in (0, 1) (BERT uses 0.15), got {self.mlm_probability}.")
 
     @property
     def target_rows_per_batch(self) -> int:

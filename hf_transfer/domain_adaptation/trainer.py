@@ -14,14 +14,14 @@ from functools import partial
 import datasets
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import seed_worker
 
 from ..base_trainer import BaseTrainerMixin
-from ..callbacks import SamplerEpochCallback, ZeroGradientsCallback
+from ..callbacks import SamplerEpochCallback, StepEndCallback, ZeroGradientsCallback
 from ..distributed import average_gradients, gather_with_gradients
 from ..domain_mixing import DOMAIN_LABELS_KEY, DomainLabelCollator, DomainMixingBatchSampler, TwoDomainDataset
 from ..features import capture_head_input, feature_dim, pool_features
@@ -29,6 +29,7 @@ from ..hub.model_card import Method, TrainingDescription
 from ..loss_spec import LossInputs
 from .config import DomainAdaptationConfig
 from .losses import ADAPTATION_LOSSES
+from .masking import MASKED_TARGET_DOMAIN, TargetMasking
 
 INTENDED_USE = (
     "Classification of inputs like those of the target domain above, with the labels of the source data. The "
@@ -82,8 +83,13 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         self.add_callback(SamplerEpochCallback())
 
     def _build_loss_modules(self) -> nn.ModuleDict:
-        """The modules the chosen losses own (the DANN discriminator), each initialised from the seed alone."""
+        """The modules the chosen losses own (discriminators, critic, teacher, masked-LM head), each initialised from
+        the seed alone; the own optimizer of a module its loss trains; the masking of the target MLM."""
         modules = nn.ModuleDict()
+        self.loss_module_optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._target_masking = None
+        if "mlm" in self.args.adaptation_loss:
+            self._target_masking = TargetMasking(self.processing_class, self.args.mlm_probability, self.args.seed)
         owners = [name for name in self.args.adaptation_loss if ADAPTATION_LOSSES[name].module is not None]
         if not owners:
             return modules
@@ -93,10 +99,30 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             spec = ADAPTATION_LOSSES[name]
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.args.seed)  # the same initial module for the same seed, whatever ran before
-                modules[spec.module_name] = spec.module(in_features, self.args)
-        modules.to(self.args.device)
+                modules[spec.module_name] = spec.module(self.model, in_features, self.args).to(self.args.device)
+            if spec.module_trained_by == "loss":
+                learning_rate = getattr(self.args, spec.module_learning_rate)
+                self.loss_module_optimizers[spec.module_name] = torch.optim.Adam(
+                    modules[spec.module_name].parameters(), lr=learning_rate
+                )
         self.add_callback(ZeroGradientsCallback(list(modules.values())))
+        self.add_callback(StepEndCallback(self._after_optimizer_step))
         return modules
+
+    def _modules_trained_by(self, who: str) -> list[tuple[str, nn.Module]]:
+        """(name, module) of the loss modules that `who` ("optimizer", "loss", "none") trains."""
+        return [
+            (spec.module_name, self.loss_modules[spec.module_name])
+            for spec in ADAPTATION_LOSSES.values()
+            if spec.module_name in self.loss_modules and spec.module_trained_by == who
+        ]
+
+    def _after_optimizer_step(self) -> None:
+        """Each loss's `after_step` (the EMA teacher's update), after every optimizer step."""
+        model = self.accelerator.unwrap_model(self.model)
+        for spec in ADAPTATION_LOSSES.values():
+            if spec.after_step is not None and spec.module_name in self.loss_modules:
+                spec.after_step(self.loss_modules[spec.module_name], model, self.args)
 
     @property
     def domain_discriminator(self) -> nn.Module | None:
@@ -105,8 +131,10 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         return self.loss_modules[name] if name in self.loss_modules else None
 
     def _check_loss_modules_can_train(self, owners: list[str]) -> None:
-        """A loss's own module trains outside the (wrapped) model: DDP is fine (its gradients are all-reduced here),
-        but FSDP would not shard it, DeepSpeed's optimizer would not see it, nor would a custom optimizer."""
+        """A loss's own module lives outside the (wrapped) model: DDP is fine (its gradients are all-reduced here, or
+        its loss trains it identically on every process, or it does not train), but FSDP would not shard it,
+        DeepSpeed's optimizer would not see it (nor the teacher's copy of the sharded model), nor would a custom
+        optimizer."""
         engine = "DeepSpeed" if self.is_deepspeed_enabled else "FSDP" if self.is_fsdp_enabled else None
         if engine is not None:
             without = [name for name, spec in ADAPTATION_LOSSES.items() if spec.module is None]
@@ -117,7 +145,9 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 f"multi_gpu.yaml), or keep {engine} and choose losses without parameters of their own: "
                 f"`adaptation_loss` {', '.join(without[:-1])} or {without[-1]}."
             )
-        if self.optimizer is not None:
+        if self.optimizer is not None and any(
+            ADAPTATION_LOSSES[name].module_trained_by == "optimizer" for name in owners
+        ):
             raise ValueError(
                 f"A custom optimizer was passed in `optimizers`, but {owners} also train(s) the "
                 f"{ADAPTATION_LOSSES[owners[0]].module_name.replace('_', ' ')}, whose parameters it would miss. Let "
@@ -145,8 +175,12 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         ]
         if losses:
             hyperparameters.append(("target_batch_fraction", args.target_batch_fraction))
-            hyperparameters += [(name, getattr(args, name)) for spec in specs for name in spec.config_fields]
+            fields = [name for spec in specs for name in _card_fields(spec)]
+            hyperparameters += [(name, getattr(args, name)) for name in dict.fromkeys(fields)]
             hyperparameters.append(("alignment_features", args.alignment_features))
+        hyperparameters += [
+            (name, module.origin) for name, module in self.loss_modules.items() if hasattr(module, "origin")
+        ]
         if not losses:
             summary = "as a source-only baseline (no alignment loss)."
         else:
@@ -227,11 +261,10 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         """The Trainer's optimizer, plus parameter groups for each loss's own module (the domain discriminator)."""
         optimizer = super().create_optimizer(model)
         named = {group.get("name") for group in optimizer.param_groups}
-        for spec in ADAPTATION_LOSSES.values():
-            module = self.loss_modules[spec.module_name] if spec.module_name in self.loss_modules else None
-            if module is None or spec.module_name in named:
+        for name, module in self._modules_trained_by("optimizer"):
+            if name in named:
                 continue
-            name = spec.module_name
+            spec = next(spec for spec in ADAPTATION_LOSSES.values() if spec.module_name == name)
             learning_rate = getattr(self.args, spec.module_learning_rate or "", None) or self.args.learning_rate
             decay = [p for p in module.parameters() if p.dim() > 1]
             no_decay = [p for p in module.parameters() if p.dim() <= 1]
@@ -245,7 +278,7 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The loss modules are not inside the DDP-wrapped model: average their gradients across processes here.
         if self.accelerator.sync_gradients:
-            average_gradients(self.accelerator, list(self.loss_modules.values()))
+            average_gradients(self.accelerator, [module for _, module in self._modules_trained_by("optimizer")])
         return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -254,7 +287,12 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         labels = inputs.pop("labels", None)
         adapting = model.training and domain_labels is not None and bool(self.args.adaptation_loss)
         from_hidden_states = adapting and self.args.alignment_features != "head_input"
-        if from_hidden_states:
+        mlm_labels = None
+        if adapting and self._target_masking is not None:
+            inputs, domain_labels, labels, mlm_labels = self._target_masking(
+                inputs, domain_labels, labels, self.state.global_step, self.args.process_index
+            )
+        if from_hidden_states or mlm_labels is not None:
             inputs["output_hidden_states"] = True
         with capture_head_input(self._classifier, enabled=adapting and not from_hidden_states) as captured:
             outputs = model(**inputs)
@@ -271,7 +309,10 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             self._record("loss/task", loss)
         if adapting:
             features = self._pooled_features(outputs, captured, inputs.get("attention_mask"), from_hidden_states)
-            loss = self._add_adaptation_losses(loss, features, logits, domain_labels)
+            batch = {"features": features, "logits": logits, "domain_labels": domain_labels, "inputs": inputs}
+            if mlm_labels is not None:
+                batch.update(hidden_states=outputs["hidden_states"][-1], mlm_labels=mlm_labels)
+            loss = self._add_adaptation_losses(loss, batch)
         return (loss, outputs) if return_outputs else loss
 
     def _pooled_features(self, outputs, captured: dict, attention_mask, from_hidden_states: bool) -> torch.Tensor:
@@ -282,17 +323,24 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             raise ValueError(self._no_hidden_states_message())
         return pool_features(outputs["hidden_states"][-1], attention_mask, self.args.alignment_features)
 
-    def _add_adaptation_losses(self, loss, features, logits, domain_labels) -> torch.Tensor:
+    def _add_adaptation_losses(self, loss, batch: dict) -> torch.Tensor:
         """`loss` plus each weighted adaptation loss, each logged as `loss/<name>` (with its own scalars)."""
         views: dict[tuple[str, bool], dict] = {}  # the inputs of each (reads, global_batch) kind, gathered once
         for name, weight in zip(self.args.adaptation_loss, self.args.adaptation_loss_weights):
             spec = ADAPTATION_LOSSES[name]
+            module = self.loss_modules[spec.module_name] if spec.module_name else None
             key = (spec.reads, spec.global_batch)
             if key not in views:
-                views[key] = self._loss_view(spec.reads, spec.global_batch, features, logits, domain_labels)
-            module = self.loss_modules[spec.module_name] if spec.module_name else None
-            progress = self.state.global_step / max(self.state.max_steps, 1)
-            inputs = LossInputs(**views[key], module=module, progress=progress, args=self.args)
+                views[key] = self._loss_view(spec.reads, spec.global_batch, batch, module)
+            inputs = LossInputs(
+                **views[key],
+                module=module,
+                module_optimizer=self.loss_module_optimizers.get(spec.module_name),
+                gather=self.accelerator.gather,
+                progress=self.state.global_step / max(self.state.max_steps, 1),
+                step=self.state.global_step,
+                args=self.args,
+            )
             value, logs = self._compute_adaptation_loss(name, inputs)
             for log_name, scalar in logs.items():
                 self._record(log_name, scalar)
@@ -300,23 +348,50 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             loss = loss + weight * value
         return loss
 
-    def _loss_view(self, reads: str, global_batch: bool, features, logits, domain_labels) -> dict:
-        """The rows a loss reads: source and target features, or the target logits; gathered over the processes
-        for a statistic of the global batch (MMD, CORAL, IM's diversity term, MCC's per-class normalisation), so it
-        is computed on the global batch, with exactly the global batch's gradients (see `gather_with_gradients`)."""
-        if reads == "features":
-            view = {"source": features[domain_labels == 0], "target": features[domain_labels == 1]}
-        else:
-            view = {"target_logits": logits[domain_labels == 1]}
+    def _loss_view(self, reads: str, global_batch: bool, batch: dict, module) -> dict:
+        """The rows a loss reads (see `READS`); gathered over the processes for a statistic of the global batch (MMD,
+        CORAL, IM's diversity term, MCC's per-class normalisation, CDAN+E's weights, the class-balanced pseudo-label
+        selection), so it is computed on the global batch, with exactly the global batch's gradients (see
+        `gather_with_gradients`)."""
+        features, logits, domains = batch["features"], batch["logits"], batch["domain_labels"]
+        source, target = domains == 0, domains == 1
+        view = {}
+        if reads in ("features", "features_and_logits"):
+            view.update(source=features[source], target=features[target])
+        if reads in ("target_logits", "features_and_logits", "teacher_logits"):
+            view["target_logits"] = logits[target]
+        if reads == "features_and_logits":
+            view["source_logits"] = logits[source]
+        if reads == "teacher_logits":
+            view["teacher_logits"] = self._teacher_logits(module, batch["inputs"], target, domains.shape[0])
+        if reads == "masked_lm":
+            masked = domains == MASKED_TARGET_DOMAIN
+            view = {
+                "masked_hidden_states": batch["hidden_states"][masked],
+                "masked_labels": batch["mlm_labels"][masked],
+            }
         if global_batch and self.accelerator.num_processes > 1:
             view = {key: gather_with_gradients(rows) for key, rows in view.items()}
         return view
+
+    @staticmethod
+    def _teacher_logits(teacher: nn.Module, inputs: dict, rows: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The teacher's logits on the target rows of the batch, without gradients."""
+        teacher_inputs = {
+            key: value[rows]
+            for key, value in inputs.items()
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_size
+        }
+        with torch.no_grad():
+            outputs = teacher(**teacher_inputs)
+        return (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).detach()
 
     def _compute_adaptation_loss(self, name: str, inputs: LossInputs) -> tuple[torch.Tensor, dict]:
         return ADAPTATION_LOSSES[name].compute(inputs)
 
     def _extra_trained_parameters(self):
-        return [(f"{name}.{n}", p) for name, module in self.loss_modules.items() for n, p in module.named_parameters()]
+        trained = self._modules_trained_by("optimizer")
+        return [(f"{name}.{n}", p) for name, module in trained for n, p in module.named_parameters()]
 
     def _non_finite_remedy(self, loss_name: str | None = None) -> str:
         args = self.args
@@ -341,8 +416,9 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         if not self.args.should_save:
             return
         for name, module in self.loss_modules.items():
-            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-            save_file(state, os.path.join(output_dir, module_file(name)))
+            save_model(module, os.path.join(output_dir, module_file(name)))
+        for name, optimizer in self.loss_module_optimizers.items():
+            torch.save(optimizer.state_dict(), os.path.join(output_dir, optimizer_file(name)))
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         if checkpoint is not None:
@@ -354,8 +430,31 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                         f"The checkpoint {checkpoint} has no {module_file(name)}: it was not written by a run with "
                         f"adaptation_loss '{owner}'. Resume with the `adaptation_loss` the checkpoint was trained with."
                     )
-                module.load_state_dict(load_file(path, device=str(self.args.device)))
+                _check_no_missing_keys(load_model(module, path, strict=False, device=str(self.args.device)), path)
+            for name, optimizer in self.loss_module_optimizers.items():
+                state = torch.load(os.path.join(checkpoint, optimizer_file(name)), map_location=self.args.device)
+                optimizer.load_state_dict(state)
         super()._load_optimizer_and_scheduler(checkpoint)
+
+
+def _card_fields(spec) -> list[str]:
+    """A loss's hyper-parameters as its card lists them: its own fields, then those it shares with other losses."""
+    shared = [name for other in spec.uses_fields_of for name in ADAPTATION_LOSSES[other].config_fields]
+    return list(spec.config_fields) + shared
+
+
+def optimizer_file(module_name: str) -> str:
+    """The checkpoint file of the own optimizer of a loss's module (`wasserstein_critic_optimizer.pt`)."""
+    return f"{module_name}_optimizer.pt"
+
+
+def _check_no_missing_keys(result: tuple[list[str], list[str]], path: str) -> None:
+    missing, unexpected = result
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit this run's module (missing {sorted(missing)[:5]}, unexpected "
+            f"{sorted(unexpected)[:5]}): resume with the settings the checkpoint was trained with."
+        )
 
 
 def _check_model_and_target(model, args: DomainAdaptationConfig, target_dataset) -> None:
