@@ -1,5 +1,5 @@
-"""USPS → MNIST with `recipes/image_cls_dann.py`: source-only, DANN, MMD, CORAL and the oracle, with label-free
-checkpoint selection, each run a separate process.
+"""USPS → MNIST with `recipes/image_cls_dann.py`: source-only, DANN, MMD, CORAL, WDGRL, CDAN, CDAN+E,
+self-training and the oracle, with label-free checkpoint selection, each run a separate process.
 
     python benchmarks/usps_mnist.py                                  # ResNet, seeds 42 43 44, every method
     python benchmarks/usps_mnist.py --model_types resnet vit --seeds 42 --methods source_only dann
@@ -32,12 +32,28 @@ METHODS = {
     "dann": ["--adaptation_loss", "dann"],
     "mmd": ["--adaptation_loss", "mmd"],
     "coral": ["--adaptation_loss", "coral"],
+    "wdgrl": ["--adaptation_loss", "wdgrl"],
+    "wdgrl_0.01": ["--adaptation_loss", "wdgrl", "--adaptation_loss_weights", "0.01"],  # the paper's code on digits
+    "cdan": ["--adaptation_loss", "cdan"],
+    "cdan_e": ["--adaptation_loss", "cdan", "--cdan_entropy_conditioning", "true"],
+    "self_training": ["--adaptation_loss", "self_training"],
 }
 ORACLE = [
     "--adaptation_loss", "none",
     "--source_dataset", "digits:mnist", "--source_train_split", "oracle_train", "--source_test_split", "none",
 ]  # fmt: skip
-NAMES = {"source_only": "source-only", "dann": "DANN", "mmd": "MMD", "coral": "CORAL", "oracle": "oracle"}
+NAMES = {
+    "source_only": "source-only",
+    "dann": "DANN",
+    "mmd": "MMD",
+    "coral": "CORAL",
+    "wdgrl": "WDGRL",
+    "wdgrl_0.01": "WDGRL (weight 0.01)",
+    "cdan": "CDAN",
+    "cdan_e": "CDAN+E",
+    "self_training": "self-training",
+    "oracle": "oracle",
+}
 
 
 def protocol_of(args) -> dict:

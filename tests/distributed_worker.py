@@ -21,13 +21,28 @@ from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa:
 from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY  # noqa: E402
 
 
-def global_batch_step(output_dir: str, tokenizer, source, target, per_device_train_batch_size: int):
+OLD_LOSSES = ["dann", "mmd", "coral", "im", "mcc"]
+# CDAN+E (weights normalised over the global batch), WDGRL (the critic steps on the gathered batch), self-training
+# (class-balanced selection over the global batch) from the initial model; MLM is a per-process mean, left out.
+NEW_LOSSES = ["cdan", "wdgrl", "self_training"]
+NEW_LOSS_SETTINGS = dict(
+    cdan_entropy_conditioning=True,
+    self_training_teacher="initial",
+    self_training_threshold=0.0,
+    self_training_top_fraction=0.5,
+    self_training_ramp_ratio=0.0,
+)
+
+
+def global_batch_step(
+    output_dir: str, tokenizer, source, target, per_device_train_batch_size: int, losses: list[str] = OLD_LOSSES
+):
     """One SGD step with every adaptation loss on a dropout-free model; the logged losses and the weights after the
     step. `tests/test_distributed.py` runs it with 2 processes × 8 rows and with 1 process × 16 rows: the global
     batch holds the same rows (batch i of the mixing sampler goes to process i % 2), so both must agree."""
     args = DomainAdaptationConfig(
         output_dir=output_dir,
-        adaptation_loss=["dann", "mmd", "coral", "im", "mcc"],
+        adaptation_loss=losses,
         discriminator_dropout=0.0,
         dann_schedule="constant",  # λ = 1 from the first step (the Ganin schedule starts at 0)
         max_steps=1,
@@ -39,6 +54,7 @@ def global_batch_step(output_dir: str, tokenizer, source, target, per_device_tra
         use_cpu=True,
         logging_steps=1,
         save_strategy="no",
+        **(NEW_LOSS_SETTINGS if losses == NEW_LOSSES else {}),
     )
     # no dropout (the masks would differ between the runs); large initial weights, so rows have distinct features
     no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.5)
@@ -53,9 +69,8 @@ def global_batch_step(output_dir: str, tokenizer, source, target, per_device_tra
     losses = {k: v for k, v in trainer.state.log_history[0].items() if k == "loss" or k.startswith("loss/")}
     model = trainer.accelerator.unwrap_model(trainer.model)
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
-    weights.update(
-        {f"discriminator.{n}": p.detach().clone() for n, p in trainer.domain_discriminator.named_parameters()}
-    )
+    for module_name, module in trainer.loss_modules.items():
+        weights.update({f"{module_name}.{n}": p.detach().clone() for n, p in module.named_parameters()})
     return losses, weights
 
 
@@ -63,8 +78,9 @@ def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
-    if mode == "global_batch":
-        losses, weights = global_batch_step(output_dir, tokenizer, source, target, per_device_train_batch_size=8)
+    if mode in ("global_batch", "global_batch_new_losses"):
+        chosen = NEW_LOSSES if mode == "global_batch_new_losses" else OLD_LOSSES
+        losses, weights = global_batch_step(output_dir, tokenizer, source, target, 8, losses=chosen)
         if os.environ["RANK"] == "0":
             torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes.pt")
         print(f"rank {os.environ['RANK']}: OK", flush=True)

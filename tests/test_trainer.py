@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationMixin, DomainAdaptationTrainer, DomainMixingBatchSampler
+from hf_transfer.domain_adaptation import ADAPTATION_LOSSES
 from hf_transfer.domain_adaptation.trainer import DISCRIMINATOR_WEIGHTS_NAME
 from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY
 
@@ -180,8 +181,11 @@ def test_the_sampler_learns_the_epoch_through_accelerates_wrappers():
     assert sampler.epoch == 1
 
 
-@pytest.mark.parametrize("losses", [["dann"], []])
+@pytest.mark.parametrize("losses", [["dann"], ["cdan"], []])
 def test_gradient_accumulation_equals_the_larger_batch(tmp_path, text_domains, tokenizer, losses):
+    """Exact for the per-row losses (task, DANN, CDAN without entropy weights). Not for the batch statistics (MMD,
+    CORAL, IM, MCC, CDAN+E's normalised weights, self-training's selection), WDGRL (its critic steps on every
+    micro-batch) and MLM (a mean over each micro-batch's masked tokens): those are computed per micro-batch."""
     def run(name, batch, accumulation):
         model = tiny_bert()
         model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
@@ -204,11 +208,14 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, text_domains, t
     large, accumulated = run("large", 16, 1), run("accumulated", 8, 2)
     for name, param in large.model.named_parameters():
         torch.testing.assert_close(param, dict(accumulated.model.named_parameters())[name], rtol=1e-4, atol=1e-6)
-    if losses:
-        for name, param in large.domain_discriminator.named_parameters():
+    assert set(large.loss_modules) == set(accumulated.loss_modules) == {
+        {"dann": "domain_discriminator", "cdan": "cdan_discriminator"}[name] for name in losses
+    }
+    for module_name, module in large.loss_modules.items():
+        for name, param in module.named_parameters():
             # AdamW divides by sqrt(v): near-zero gradients amplify float noise, so compare at 1 % of one step (lr 1e-3)
             torch.testing.assert_close(
-                param, dict(accumulated.domain_discriminator.named_parameters())[name], rtol=1e-4, atol=1e-5
+                param, accumulated.loss_modules[module_name].get_parameter(name), rtol=1e-4, atol=1e-5
             )
 
 
@@ -459,14 +466,16 @@ def test_information_maximization_is_computed_on_the_target_predictions(tmp_path
 
 def test_bf16_mixed_precision_trains_every_loss_on_the_cpu(tmp_path, text_domains, tokenizer):
     """Features from the bf16 forward meet the fp32 discriminator (outside the model's autocast) in its dtype."""
+    losses = list(ADAPTATION_LOSSES)
     trainer = make_trainer(
-        tmp_path, text_domains, tokenizer, bf16=True, adaptation_loss=["dann", "mmd", "coral", "im", "mcc"], max_steps=2
+        tmp_path, text_domains, tokenizer, bf16=True, adaptation_loss=losses, max_steps=2, self_training_threshold=0.0
     )
-    before = {n: p.detach().clone() for n, p in trainer.domain_discriminator.named_parameters()}
+    trained = [m for n, m in trainer.loss_modules.items() if n != "self_training_teacher"]
+    before = [{n: p.detach().clone() for n, p in module.named_parameters()} for module in trained]
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss/dann" in e]
-    assert len(logged) == 2 and all(
-        math.isfinite(e[f"loss/{n}"]) for e in logged for n in ("dann", "mmd", "coral", "im", "mcc")
-    )
-    assert all(p.dtype == torch.float32 for p in trainer.domain_discriminator.parameters())
-    assert any(not torch.equal(p, before[n]) for n, p in trainer.domain_discriminator.named_parameters())
+    assert len(logged) == 2 and all(math.isfinite(e[f"loss/{n}"]) for e in logged for n in losses)
+    assert len(trained) == 4  # DANN's and CDAN's discriminators, WDGRL's critic, the masked-LM head
+    for module, initial in zip(trained, before):
+        assert all(p.dtype == torch.float32 for p in module.parameters())
+        assert any(not torch.equal(p, initial[n]) for n, p in module.named_parameters())

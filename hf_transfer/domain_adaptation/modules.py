@@ -135,7 +135,10 @@ def masked_lm_head(model: nn.Module) -> MaskedLMHead:
     from transformers import AutoModelForMaskedLM
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
+    try:
+        embeddings = base.get_input_embeddings()
+    except (AttributeError, NotImplementedError):  # vision models have none
+        embeddings = None
     if not isinstance(embeddings, nn.Embedding):
         raise ValueError(
             f"`adaptation_loss` 'mlm' (target masked-language modelling) is for text models, but "

@@ -88,8 +88,6 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         modules = nn.ModuleDict()
         self.loss_module_optimizers: dict[str, torch.optim.Optimizer] = {}
         self._target_masking = None
-        if "mlm" in self.args.adaptation_loss:
-            self._target_masking = TargetMasking(self.processing_class, self.args.mlm_probability, self.args.seed)
         owners = [name for name in self.args.adaptation_loss if ADAPTATION_LOSSES[name].module is not None]
         if not owners:
             return modules
@@ -105,6 +103,8 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 self.loss_module_optimizers[spec.module_name] = torch.optim.Adam(
                     modules[spec.module_name].parameters(), lr=learning_rate
                 )
+        if "mlm" in self.args.adaptation_loss:  # after the head, which refuses models without token embeddings
+            self._target_masking = TargetMasking(self.processing_class, self.args.mlm_probability, self.args.seed)
         self.add_callback(ZeroGradientsCallback(list(modules.values())))
         self.add_callback(StepEndCallback(self._after_optimizer_step))
         return modules
@@ -184,7 +184,7 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         if not losses:
             summary = "as a source-only baseline (no alignment loss)."
         else:
-            reads_predictions = any(spec.reads == "target_logits" for spec in specs)
+            reads_predictions = any(spec.reads != "features" for spec in specs)
             purpose = "adapt to the target domain" if reads_predictions else "align source and target features"
             summary = "using " + " + ".join(spec.method.name for spec in specs) + f" to {purpose}."
         source_only = Method("Source-only baseline", "fine-tuning on the labeled source rows alone, no adaptation loss")
