@@ -20,7 +20,6 @@ from transformers import BertTokenizer  # noqa: E402
 from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa: E402
 from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY  # noqa: E402
 
-
 OLD_LOSSES = ["dann", "mmd", "coral", "im", "mcc"]
 # CDAN+E (weights normalised over the global batch), WDGRL (the critic steps on the gathered batch), self-training
 # (class-balanced selection over the global batch) from the initial model; MLM is a per-process mean, left out.

@@ -186,6 +186,7 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, text_domains, t
     """Exact for the per-row losses (task, DANN, CDAN without entropy weights). Not for the batch statistics (MMD,
     CORAL, IM, MCC, CDAN+E's normalised weights, self-training's selection), WDGRL (its critic steps on every
     micro-batch) and MLM (a mean over each micro-batch's masked tokens): those are computed per micro-batch."""
+
     def run(name, batch, accumulation):
         model = tiny_bert()
         model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
@@ -208,9 +209,11 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, text_domains, t
     large, accumulated = run("large", 16, 1), run("accumulated", 8, 2)
     for name, param in large.model.named_parameters():
         torch.testing.assert_close(param, dict(accumulated.model.named_parameters())[name], rtol=1e-4, atol=1e-6)
-    assert set(large.loss_modules) == set(accumulated.loss_modules) == {
-        {"dann": "domain_discriminator", "cdan": "cdan_discriminator"}[name] for name in losses
-    }
+    assert (
+        set(large.loss_modules)
+        == set(accumulated.loss_modules)
+        == {{"dann": "domain_discriminator", "cdan": "cdan_discriminator"}[name] for name in losses}
+    )
     for module_name, module in large.loss_modules.items():
         for name, param in module.named_parameters():
             # AdamW divides by sqrt(v): near-zero gradients amplify float noise, so compare at 1 % of one step (lr 1e-3)
