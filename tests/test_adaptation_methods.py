@@ -259,22 +259,18 @@ def test_mlm_without_a_tokenizer_is_a_clear_error(tmp_path, text_domains):
 
 
 def test_target_labels_never_reach_a_loss(tmp_path, text_domains, tokenizer):
-    """The same run with the target's label column, with it shuffled, and without it ends bitwise identical."""
+    """The same run with the target's label column (half of it wrong) and without it ends bitwise identical."""
     _, unlabeled, _ = text_domains
-    labels = [i % 2 for i in range(len(unlabeled))]
-    variants = {
-        "none": unlabeled,
-        "labels": unlabeled.add_column("label", labels),
-        "shuffled": unlabeled.add_column("label", list(np.random.default_rng(0).permutation(labels))),
-    }
+    labels = list(np.random.default_rng(0).integers(0, 2, len(unlabeled)))
     finals = {}
-    for name, target in variants.items():
-        trainer = make_trainer(tmp_path / name, text_domains, tokenizer, target=target, adaptation_loss=NEW_LOSSES)
+    for name, target in {"none": unlabeled, "labels": unlabeled.add_column("label", labels)}.items():
+        trainer = make_trainer(
+            tmp_path / name, text_domains, tokenizer, target=target, adaptation_loss=NEW_LOSSES, max_steps=3
+        )
         trainer.train()
         finals[name] = states(trainer)
-    for name in ("labels", "shuffled"):
-        for key, value in finals["none"].items():
-            assert torch.equal(value, finals[name][key]), (name, key)
+    for key, value in finals["none"].items():
+        assert torch.equal(value, finals["labels"][key]), key
 
 
 def test_the_modules_move_are_in_every_checkpoint_and_not_in_the_exported_model(tmp_path, text_domains, tokenizer):
@@ -308,13 +304,13 @@ def test_resuming_reproduces_the_uninterrupted_run_with_every_new_loss(tmp_path,
     """Model, CDAN discriminator and randomized map, critic and its Adam state, EMA teacher, masked-LM head and the
     masks drawn after the checkpoint: all bitwise equal to the uninterrupted run."""
     kwargs = dict(
-        adaptation_loss=NEW_LOSSES, cdan_randomized="always", cdan_entropy_conditioning=True, max_steps=6,
-        save_strategy="steps", save_steps=3,
+        adaptation_loss=NEW_LOSSES, cdan_randomized="always", cdan_entropy_conditioning=True, max_steps=4,
+        save_strategy="steps", save_steps=2,
     )  # fmt: skip
     full = make_trainer(tmp_path / "full", text_domains, tokenizer, **kwargs)
     full.train()
     resumed = make_trainer(tmp_path / "resumed", text_domains, tokenizer, model=tiny_bert(seed=7), **kwargs)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-3"))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "out" / "checkpoint-2"))
     expected, actual = states(full), states(resumed)
     assert set(expected) == set(actual)
     for key, value in expected.items():
