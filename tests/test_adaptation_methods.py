@@ -320,6 +320,10 @@ def test_resuming_reproduces_the_uninterrupted_run_with_every_new_loss(tmp_path,
         assert torch.equal(state["exp_avg"], critic_state(resumed)[index]["exp_avg"])
     losses = lambda t: [e["loss/mlm"] for e in t.state.log_history if "loss/mlm" in e]  # noqa: E731
     assert losses(resumed) == losses(full)
+    # the randomized map is drawn once, from the seed, and never trained
+    torch.manual_seed(0)
+    fresh = MultilinearMap(32, 2, randomized_dim=1024)
+    assert torch.equal(full.loss_modules["cdan_discriminator"].map.random_features, fresh.random_features)
 
 
 def test_the_initial_teacher_stays_and_the_ema_teacher_follows_the_model(tmp_path, text_domains, tokenizer):
