@@ -177,17 +177,21 @@ def minimum_class_confusion_loss(target_logits: torch.Tensor, temperature: float
     Σ w_i = m), the class confusion matrix C = pᵀ diag(w) p is normalised per class (each column divided by its sum)
     and the loss is the normalised confusion between different classes, (Σ C̃ − trace C̃) / C. It is 0 when every
     row is predicted with certainty and (C − 1) / C when every prediction is uniform. Unlike entropy minimisation it
-    does not reward putting every row in one class. `target_logits` is `(m, C)`, m ≥ 1, C ≥ 2.
+    does not reward putting every row in one class: a collapse onto one class scores about 1/C, at any logit margin
+    (computed in log space, so a class given almost no probability still has its normalised column). `target_logits` is `(m, C)`, m ≥ 1, C ≥ 2.
     """
     with torch.autocast(device_type=target_logits.device.type, enabled=False):
         rows, classes = target_logits.shape
-        probs = torch.softmax(target_logits.float() / temperature, dim=1)
-        entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=1).detach()
-        weights = 1.0 + torch.exp(-entropy)
-        weights = rows * weights / weights.sum()
-        confusion = (probs * weights.unsqueeze(1)).T @ probs
-        confusion = confusion / confusion.sum(dim=0, keepdim=True).clamp_min(1e-12)  # a class no row predicts: 0
-        return (confusion.sum() - confusion.trace()) / classes
+        log_probs = torch.log_softmax(target_logits.float() / temperature, dim=1)
+        probs = log_probs.exp()
+        entropy = -(probs * log_probs).sum(dim=1).detach()
+        log_weights = torch.log(1.0 + torch.exp(-entropy))
+        log_weights = math.log(rows) + log_weights - torch.logsumexp(log_weights, dim=0)
+        # the confusion matrix and its per-class normalisation in log space: a class that the rows give almost no
+        # probability (a collapse) keeps its exact normalised column, all confusion, instead of 0 / 0
+        terms = log_weights.view(-1, 1, 1) + log_probs.unsqueeze(2) + log_probs.unsqueeze(1)
+        normalised = torch.softmax(torch.logsumexp(terms, dim=0), dim=0)
+        return (classes - normalised.trace()) / classes
 
 
 def conditional_adversarial_loss(
