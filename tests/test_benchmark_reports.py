@@ -216,3 +216,46 @@ def test_the_benchmarks_page_shows_the_committed_amazon_results():
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     shown = page.split(amazon.SUMMARY_START)[1].split(amazon.SUMMARY_END)[0]
     assert shown == f"\n{amazon.summary(results.records)}\n", "run `python benchmarks/amazon.py --report_only`"
+
+
+def test_oracle_folds_split_the_target_reviews_in_two_with_identical_texts_together(tmp_path):
+    from hf_transfer import load_amazon_reviews
+
+    reviews = load_amazon_reviews("kitchen", "test")
+    names = reviews.features["label"].names
+    (train0, test0), (train1, test1) = amazon.oracle_folds("kitchen", 42, tmp_path)
+    assert (train0, test0) == (test1, train1)
+    halves = [[json.loads(line) for line in path.open()] for path in (train0, train1)]
+    assert sum(map(len, halves)) == len(reviews) and abs(len(halves[0]) - len(halves[1])) < 0.05 * len(reviews)
+    texts = [{row["text"] for row in half} for half in halves]
+    assert not texts[0] & texts[1]  # a text (and every copy of it) is in one fold only
+    rows = sorted((row["text"], row["label"]) for half in halves for row in half)
+    assert rows == sorted(zip(reviews["text"], [names[label] for label in reviews["label"]]))  # nothing lost
+    assert amazon.oracle_folds("kitchen", 42, tmp_path / "again") != amazon.oracle_folds("kitchen", 43, tmp_path / "b")
+    again = [p.read_text() for p, _ in amazon.oracle_folds("kitchen", 42, tmp_path / "again")]
+    assert again == [train0.read_text(), train1.read_text()]  # the same seed, the same folds
+
+
+def test_oracle_accuracy_is_pooled_over_the_rows_and_macro_f1_averaged_over_the_folds(tmp_path, monkeypatch):
+    """Two folds of 3 and 1 test rows with accuracies 1/3 and 1: pooled 2/4 = 0.5 (not the mean 0.667)."""
+    folds = iter([(1 / 3, 0.2), (1.0, 0.6)])
+
+    def fake_run(command, output_dir):
+        accuracy, f1 = next(folds)
+        log = [{"eval_target_test_accuracy": accuracy, "eval_target_test_macro_f1": f1, "step": 150}]
+        return {"log_history": log, "wall_seconds": 1.0, "cpu_seconds": 2.0, "results": {"train_runtime": 0.5}}
+
+    def fake_folds(target, seed, folder):
+        folder.mkdir(parents=True)
+        (folder / "a.jsonl").write_text('{"text": "x", "label": "positive"}\n' * 3)
+        (folder / "b.jsonl").write_text('{"text": "y", "label": "negative"}\n')
+        return [(folder / "b.jsonl", folder / "a.jsonl"), (folder / "a.jsonl", folder / "b.jsonl")]
+
+    monkeypatch.setattr(amazon, "run_recipe", fake_run)
+    monkeypatch.setattr(amazon, "oracle_folds", fake_folds)
+    args = type("Args", (), {"output_root": str(tmp_path), "max_steps": 150, "eval_steps": 50, "extra": []})()
+    (record,) = amazon.oracle_records("kitchen", 42, args)
+    assert record["target_accuracy"] == pytest.approx(0.5)
+    assert record["target_macro_f1"] == pytest.approx(0.4)
+    assert [fold["rows"] for fold in record["folds"]] == [3, 1]
+    assert record["wall_seconds"] == 2.0 and record["cpu_seconds"] == 4.0
