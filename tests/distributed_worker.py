@@ -107,7 +107,10 @@ def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     for batch in trainer.get_train_dataloader():
         assert batch[DOMAIN_LABELS_KEY].tolist() == [0, 0, 0, 0, 1, 1, 1, 1], batch[DOMAIN_LABELS_KEY]
     initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    initial_discriminator = [p.detach().clone() for p in trainer.domain_discriminator.parameters()]
     trainer.train()
+    moved = [not torch.equal(p, q) for p, q in zip(trainer.domain_discriminator.parameters(), initial_discriminator)]
+    assert all(moved), "a discriminator parameter did not move"
     moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, initial[n.removeprefix("module.")])}
     # rank 0's initial weights are the ones DDP broadcasts (each rank built its model from its own seed)
     if mode == "progressive_unfreezing" and os.environ["RANK"] == "0":  # steps: head, + block_1, + block_0

@@ -44,6 +44,14 @@ def make_trainer(tmp_path, text_domains, tokenizer, model=None, **kwargs):
     )
 
 
+def narrow_pooler_bert():
+    """A tiny BERT whose pooled output (the classifier's input) has 24 features while its hidden states have 32."""
+    model = tiny_bert(hidden_dropout_prob=0.0)
+    model.bert.pooler.dense = torch.nn.Linear(32, 24)
+    model.classifier = torch.nn.Linear(24, 2)
+    return model
+
+
 def snapshot(module):
     return {name: p.detach().clone() for name, p in module.named_parameters()}
 
@@ -401,12 +409,41 @@ def test_custom_optimizer_with_dann_is_a_clear_error(tmp_path, text_domains):
 
 @pytest.mark.parametrize("features", ["cls_token", "mean_pooling"])
 def test_hidden_state_features_can_be_aligned_instead_of_the_head_input(tmp_path, text_domains, tokenizer, features):
+    """A BERT whose pooler maps the hidden size 32 to 24, so the head's input (24) and the hidden states (32) differ:
+    the aligned features are the last hidden state pooled as asked, not the head's input."""
+    model = narrow_pooler_bert()
     trainer = make_trainer(
-        tmp_path, text_domains, tokenizer, adaptation_loss=["dann", "mmd"], alignment_features=features, max_steps=2
+        tmp_path, text_domains, tokenizer, model=model, adaptation_loss=["dann", "mmd"], alignment_features=features,
+        max_steps=2,
+    )  # fmt: skip
+    assert trainer.domain_discriminator.layers[0].in_features == 32  # the hidden size, not the head's 24
+    seen = []
+    trainer._compute_adaptation_loss = lambda name, inputs: (
+        seen.append(inputs) or type(trainer)._compute_adaptation_loss(trainer, name, inputs)
     )
-    assert trainer.domain_discriminator.layers[0].in_features == 32  # the hidden size
     trainer.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    domains = batch.pop(DOMAIN_LABELS_KEY)
+    batch.pop("labels")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        hidden = trainer.model(**batch, output_hidden_states=True).hidden_states[-1]
+    if features == "cls_token":
+        expected = hidden[:, 0]
+    else:
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        expected = (hidden * mask).sum(1) / mask.sum(1)
+    assert seen[0].source.shape == (4, 32)
+    # the first step's features come from the initial weights; compare shapes and pooling on the trained model
+    features_now = trainer._pooled_features({"hidden_states": (hidden,)}, {}, batch["attention_mask"], True)
+    torch.testing.assert_close(features_now[domains == 0], expected[domains == 0])
     assert all(math.isfinite(e["loss/mmd"]) for e in trainer.state.log_history if "loss/mmd" in e)
+
+
+def test_head_input_features_are_what_the_head_receives(tmp_path, text_domains, tokenizer):
+    model = narrow_pooler_bert()
+    trainer = make_trainer(tmp_path, text_domains, tokenizer, model=model, adaptation_loss=["dann"], max_steps=1)
+    assert trainer.domain_discriminator.layers[0].in_features == 24  # the pooler's output, the classifier's input
 
 
 def test_the_same_seed_gives_the_same_discriminator_whatever_ran_before(tmp_path, text_domains, tokenizer):
@@ -482,3 +519,53 @@ def test_bf16_mixed_precision_trains_every_loss_on_the_cpu(tmp_path, text_domain
     for module, initial in zip(trained, before):
         assert all(p.dtype == torch.float32 for p in module.parameters())
         assert any(not torch.equal(p, initial[n]) for n, p in module.named_parameters())
+
+
+# ---- the optimizer's view of the discriminator -------------------------------------------------------------------
+
+
+def test_the_total_loss_weighs_each_adaptation_loss_by_its_weight(tmp_path, text_domains, tokenizer):
+    trainer = make_trainer(
+        tmp_path, text_domains, tokenizer, adaptation_loss=["mmd", "coral", "im"],
+        adaptation_loss_weights=[0.3, 2.0, 0.5], max_steps=3,
+    )  # fmt: skip
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss/task" in e]
+    assert len(logged) == 3
+    for e in logged:
+        expected = e["loss/task"] + 0.3 * e["loss/mmd"] + 2.0 * e["loss/coral"] + 0.5 * e["loss/im"]
+        assert e["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_discriminator_has_its_own_learning_rate_and_weight_decay_split(tmp_path, text_domains, tokenizer):
+    trainer = make_trainer(
+        tmp_path, text_domains, tokenizer, discriminator_learning_rate=3e-2, weight_decay=0.05, max_steps=1,
+        lr_scheduler_type="constant",
+    )  # fmt: skip
+    trainer.train()
+    groups = [g for g in trainer.optimizer.param_groups if g.get("name") == "domain_discriminator"]
+    discriminator = {id(p) for p in trainer.domain_discriminator.parameters()}
+    assert {id(p) for g in groups for p in g["params"]} == discriminator
+    assert all(g["lr"] == 3e-2 for g in groups)
+    for group in groups:
+        assert group["weight_decay"] == (0.05 if all(p.dim() > 1 for p in group["params"]) else 0.0)
+        assert all(p.dim() > 1 for p in group["params"]) or all(p.dim() == 1 for p in group["params"])
+    assert {g["weight_decay"] for g in groups} == {0.05, 0.0}
+    others = [g for g in trainer.optimizer.param_groups if g.get("name") != "domain_discriminator"]
+    assert all(g["lr"] == 1e-3 for g in others) and not discriminator & {id(p) for g in others for p in g["params"]}
+
+
+def test_max_grad_norm_clips_the_model_but_not_the_discriminator(tmp_path, text_domains, tokenizer):
+    trainer = make_trainer(
+        tmp_path, text_domains, tokenizer, optim="sgd", learning_rate=0.1, max_grad_norm=1e-8, max_steps=1,
+        lr_scheduler_type="constant", dann_schedule="constant",
+    )  # fmt: skip
+    model_before = snapshot(trainer.model)
+    discriminator_before = snapshot(trainer.domain_discriminator)
+    trainer.train()
+    model_step = torch.cat([(p - model_before[n]).flatten() for n, p in trainer.model.named_parameters()]).norm()
+    discriminator_step = torch.cat(
+        [(p - discriminator_before[n]).flatten() for n, p in trainer.domain_discriminator.named_parameters()]
+    ).norm()
+    assert model_step <= 0.1 * 1e-8 * 1.01  # SGD: lr × the clipped norm
+    assert discriminator_step > 1e-3  # lr × the unclipped gradient of the discriminator
