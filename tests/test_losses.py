@@ -140,10 +140,29 @@ def test_coral_is_near_zero_for_identical_distributions_and_grows_with_scale():
 
 
 def test_losses_are_autocast_safe():
-    source, target = torch.randn(8, 4), torch.randn(8, 4)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert mmd_loss(source.bfloat16(), target.bfloat16()).dtype == torch.float32
-        assert coral_loss(source.bfloat16(), target.bfloat16()).dtype == torch.float32
+    """Under bf16 autocast, on bf16 inputs, each loss computes in float32: its value equals the float32 computation
+    on the same (bf16-rounded) inputs, where a bf16 computation would be off by about 1e-2 relative."""
+    from hf_transfer import information_maximization_loss, minimum_class_confusion_loss
+
+    generator = torch.Generator().manual_seed(0)
+    source, target = (
+        torch.randn(16, 8, generator=generator).bfloat16(),
+        torch.randn(16, 8, generator=generator).bfloat16(),
+    )
+    source, target = source * 3, target * 3 + 1
+    logits = (torch.randn(16, 3, generator=generator) * 4).bfloat16()
+    cases = {
+        "mmd": lambda s, t, g: mmd_loss(s, t),
+        "coral": lambda s, t, g: coral_loss(s, t),
+        "im": lambda s, t, g: information_maximization_loss(g),
+        "mcc": lambda s, t, g: minimum_class_confusion_loss(g),
+    }
+    for name, loss in cases.items():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = loss(source, target, logits)
+        reference = loss(source.float(), target.float(), logits.float())
+        assert mixed.dtype == torch.float32, name
+        assert mixed.item() == pytest.approx(reference.item(), rel=1e-5, abs=1e-6), name
 
 
 def test_information_maximization_matches_hand_written_reference_and_prefers_confident_diverse_predictions():

@@ -203,7 +203,12 @@ def test_transfer_diagnostics_write_the_plot_and_the_proxy_a_distance(tmp_path, 
     results = json.loads((out / "transfer_diagnostics.json").read_text())
     assert 0.0 <= results["proxy_a_distance_before"] <= 2.0 and 0.0 <= results["proxy_a_distance_after"] <= 2.0
     assert results["source_rows"] == 16 and results["target_rows"] == 16
-    assert (out / "transfer_diagnostics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(out / "transfer_diagnostics.png") as image:
+        assert image.format == "PNG" and image.width >= 400 and image.height >= 200
+        colors = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert len(colors) > 50  # axes, text and the two domains' points, not a blank canvas
     card = (out / "README.md").read_text()
     assert "## Transfer diagnostics" in card and "](transfer_diagnostics.png)" in card
     assert f"**{results['proxy_a_distance_before']:.2f}** before" in card

@@ -12,8 +12,25 @@ CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
     "config, recipe", [(p.name, p.stem) for p in sorted(CONFIGS.glob("*.yaml"))], ids=lambda value: str(value)
 )
 def test_every_example_config_parses_with_its_recipe(config, recipe):
-    *_, training_args = load_recipe(recipe).parse_args([str(CONFIGS / config)])
+    """Every setting of the file reaches the parsed arguments with its value (and a number stays a number)."""
+    import yaml
+
+    settings = yaml.safe_load((CONFIGS / config).read_text())
+    parsed = load_recipe(recipe).parse_args([str(CONFIGS / config)])
+    training_args = parsed[-1]
     assert training_args.output_dir.startswith("outputs/")
+    for key, value in settings.items():
+        holders = [args for args in parsed if hasattr(args, key)]
+        assert holders, f"{config}: {key} reaches no argument dataclass"
+        parsed_value = getattr(holders[0], key)
+        if hasattr(parsed_value, "value"):  # enums such as eval_strategy
+            parsed_value = parsed_value.value
+        if isinstance(value, float) or isinstance(parsed_value, float):
+            assert isinstance(parsed_value, float) and parsed_value == pytest.approx(float(value)), (config, key)
+        elif value == "none" and parsed_value in ([], None):
+            continue  # 'none' means no loss / no split
+        else:
+            assert parsed_value == value, (config, key, value, parsed_value)
 
 
 def test_the_example_peft_config_file_builds_an_ia3_adapter(tmp_path):
