@@ -131,3 +131,21 @@ def load_recipe(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def saved_text_model_accuracy(out, spec: str, split: str, rows: int, seed: int, max_length: int) -> float:
+    """The accuracy of the model a recipe saved in `out`, recomputed here from the rows the recipe evaluated on (its
+    `--max_eval_samples` rows of `spec`/`split` drawn with `seed`), with the tokenizer saved beside it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hf_transfer.recipes.preprocessing import load_split
+
+    data = load_split(spec, split, "target_dataset", rows, seed)
+    names = data.features["label"].names
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    batch = tokenizer(list(data["text"]), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predictions = model(**batch).logits.argmax(-1).tolist()
+    labels = [model.config.label2id[names[label]] for label in data["label"]]
+    return sum(p == y for p, y in zip(predictions, labels)) / len(labels)

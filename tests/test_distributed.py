@@ -8,7 +8,16 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import NEGATIVE, POSITIVE, SOURCE_TOPIC, SPECIAL, TARGET_TOPIC, make_reviews, tokenize
+from conftest import (
+    NEGATIVE,
+    POSITIVE,
+    SOURCE_TOPIC,
+    SPECIAL,
+    TARGET_TOPIC,
+    make_reviews,
+    saved_text_model_accuracy,
+    tokenize,
+)
 from transformers import BertTokenizer
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
@@ -104,4 +113,5 @@ def test_the_recipe_trains_on_two_processes_and_saves_once(tmp_path, tiny_model_
     assert len(logged) == 3 and all("loss/dann" in entry for entry in logged)
     assert "world_size (processes) | 2 |" in (out / "README.md").read_text()
     results = json.loads((out / "all_results.json").read_text())
-    assert 0.0 <= results["eval_target_test_accuracy"] <= 1.0
+    recomputed = saved_text_model_accuracy(out, "amazon:kitchen", "test", rows=16, seed=42, max_length=32)
+    assert results["eval_target_test_accuracy"] == pytest.approx(recomputed)  # evaluated on all rows, once each

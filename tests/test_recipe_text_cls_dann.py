@@ -4,6 +4,7 @@ import os
 import pytest
 import yaml
 from conftest import load_recipe as load_any_recipe
+from conftest import saved_text_model_accuracy
 
 
 def load_recipe():
@@ -31,7 +32,8 @@ QUICK = [
 def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
     metrics = load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *QUICK])
-    assert 0.0 <= metrics["eval_target_test_accuracy"] <= 1.0
+    recomputed = saved_text_model_accuracy(out, "amazon:kitchen", "test", rows=16, seed=42, max_length=32)
+    assert metrics["eval_target_test_accuracy"] == pytest.approx(recomputed)
     assert {"eval_source_validation_accuracy", "eval_target_test_macro_f1", "train_runtime"} <= set(metrics)
     assert (
         f"target-test accuracy (amazon:books -> amazon:kitchen, adaptation_loss=['dann']): "
