@@ -1,5 +1,6 @@
 """Two processes on the CPU (torchrun + gloo): batches, discriminator sync and identical final weights."""
 
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,31 @@ def test_the_recipe_trains_on_two_processes_and_saves_once(tmp_path, tiny_model_
     results = json.loads((out / "all_results.json").read_text())
     recomputed = saved_text_model_accuracy(out, "amazon:kitchen", "test", rows=16, seed=42, max_length=32)
     assert results["eval_target_test_accuracy"] == pytest.approx(recomputed)  # evaluated on all rows, once each
+
+
+def test_the_image_recipe_adapts_on_two_processes_with_selection_and_diagnostics(tmp_path):
+    """`torchrun --nproc_per_node 2 recipes/image_cls_dann.py`: set_transform'ed digits, a ResNet with BatchNorm,
+    the label-free selection callback on both ranks (it evaluates collectively) and the diagnostics on rank 0."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "image_cls_dann.py"
+    out = tmp_path / "run"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(recipe)]
+    command += ["--output_dir", str(out), "--adaptation_loss", "dann", "mmd", "--max_steps", "4"]
+    command += ["--per_device_train_batch_size", "8", "--max_train_samples", "64", "--max_eval_samples", "32"]
+    command += ["--image_size", "16", "--eval_strategy", "steps", "--eval_steps", "2", "--label_free_selection", "true"]
+    command += ["--selection_target_rows", "32", "--transfer_diagnostics", "true", "--diagnostics_rows", "32"]
+    command += ["--logging_steps", "1", "--use_cpu", "true"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"exit code {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert {"model.safetensors", "README.md", "transfer_diagnostics.json", "transfer_diagnostics.png"} <= set(
+        os.listdir(out)
+    )
+    state = json.loads((out / "trainer_state.json").read_text())
+    selections = [e for e in state["log_history"] if "eval_selection_dev" in e]
+    assert [e["step"] for e in selections] == [2, 4]  # once per evaluation, not once per rank
+    assert all(len([k for k in e if k.startswith("eval_selection_")]) == 6 for e in selections)
+    assert len([e for e in state["log_history"] if "loss/mmd" in e]) == 4
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "model.safetensors")
+    assert any("running_mean" in key for key in weights) and all(torch.isfinite(v).all() for v in weights.values())
