@@ -15,6 +15,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     ConvNextImageProcessorPil,
     ViTImageProcessorPil,
+    set_seed,
 )
 
 from hf_transfer import load_digits
@@ -178,9 +179,34 @@ def test_image_recipe_converts_any_image_mode_and_size(tmp_path):
             "true",
         ]
     )
-    assert 0.0 <= metrics["eval_validation_accuracy"] <= 1.0
-    assert 0.0 <= metrics["probe_validation_accuracy"] <= 1.0  # the probe reads set_transform'ed images too
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "cat", "1": "dog"}
+    # both accuracies recomputed here from the saved model and processor on the images as files: the recipe
+    # evaluated (and the probe read) every validation image, converted and resized as they are here
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from transformers import AutoImageProcessor
+
+    model = AutoModelForImageClassification.from_pretrained(out).eval()
+    processor = AutoImageProcessor.from_pretrained(out)
+
+    def encode(model, split):
+        files = sorted((tmp_path / "data" / split).glob("*/*.png"))
+        pixels = processor([Image.open(f).convert("RGB") for f in files], return_tensors="pt")["pixel_values"]
+        labels = np.array([model.config.label2id[f.parent.name] for f in files])
+        with torch.no_grad():
+            outputs = model(pixel_values=pixels, output_hidden_states=True)
+        return outputs.logits.argmax(-1).numpy(), model.resnet.pooler(outputs.hidden_states[-1]).flatten(1), labels
+
+    predictions, _, labels = encode(model, "test")
+    assert metrics["eval_validation_accuracy"] == pytest.approx(float((predictions == labels).mean()))
+    # the probe reads the model as training starts: the from-scratch ResNet the recipe built from the seed
+    set_seed(42)
+    initial = AutoModelForImageClassification.from_config(model.config).eval()
+    _, features, labels = encode(initial, "test")
+    _, train_features, train_labels = encode(initial, "train")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(train_features, train_labels)
+    assert metrics["probe_validation_accuracy"] == pytest.approx(probe.score(features, labels))
 
 
 def test_every_checkpoint_gets_its_own_model_card(tmp_path):
