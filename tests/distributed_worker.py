@@ -77,11 +77,11 @@ def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
-    if mode in ("global_batch", "global_batch_new_losses"):
-        chosen = NEW_LOSSES if mode == "global_batch_new_losses" else OLD_LOSSES
-        losses, weights = global_batch_step(output_dir, tokenizer, source, target, 8, losses=chosen)
-        if os.environ["RANK"] == "0":
-            torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes.pt")
+    if mode == "global_batch":  # both sets of losses in one launch (a launch costs seconds of imports)
+        for name, chosen in (("old", OLD_LOSSES), ("new", NEW_LOSSES)):
+            losses, weights = global_batch_step(f"{output_dir}/{name}", tokenizer, source, target, 8, losses=chosen)
+            if os.environ["RANK"] == "0":
+                torch.save({"losses": losses, "weights": weights}, Path(output_dir) / f"two_processes_{name}.pt")
         print(f"rank {os.environ['RANK']}: OK", flush=True)
         os._exit(0)
     args = DomainAdaptationConfig(

@@ -42,27 +42,25 @@ def test_two_process_training_keeps_model_and_discriminator_identical_across_ran
     run_two_processes(tmp_path, mode)
 
 
-@pytest.mark.parametrize("mode", ["global_batch", "global_batch_new_losses"])
-def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_path, mode):
+def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_path):
     """MMD, CORAL, IM, MCC, CDAN(+E) and self-training are gathered over processes (with gradients), WDGRL's critic
     steps on the gathered batch, DANN, WDGRL's W and the task loss are per-row means: 2 processes × 8 rows give the
     losses and the SGD step (critic and discriminators included) of 1 process × 16 rows on the same rows."""
     from distributed_worker import NEW_LOSSES, OLD_LOSSES, global_batch_step
 
-    run_two_processes(tmp_path, mode)
-    losses = NEW_LOSSES if mode == "global_batch_new_losses" else OLD_LOSSES
-    two = torch.load(tmp_path / "out" / "two_processes.pt")
+    run_two_processes(tmp_path, "global_batch")
     tokenizer = BertTokenizer(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
-    one_losses, one_weights = global_batch_step(str(tmp_path / "one"), tokenizer, source, target, 16, losses=losses)
-
-    assert set(two["losses"]) == set(one_losses) == {"loss", "loss/task", *(f"loss/{name}" for name in losses)}
-    for name, value in one_losses.items():
-        assert two["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
-    assert set(two["weights"]) == set(one_weights)
-    for name, weight in one_weights.items():
-        torch.testing.assert_close(two["weights"][name], weight, rtol=1e-4, atol=1e-6, msg=name)
+    for name, losses in (("old", OLD_LOSSES), ("new", NEW_LOSSES)):
+        two = torch.load(tmp_path / "out" / f"two_processes_{name}.pt")
+        one_losses, one_weights = global_batch_step(str(tmp_path / name), tokenizer, source, target, 16, losses=losses)
+        assert set(two["losses"]) == set(one_losses) == {"loss", "loss/task", *(f"loss/{n}" for n in losses)}
+        for key, value in one_losses.items():
+            assert two["losses"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        assert set(two["weights"]) == set(one_weights)
+        for key, weight in one_weights.items():
+            torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
 
 
 @pytest.mark.parametrize("engine, attribute", [("FSDP", "is_fsdp_enabled"), ("DeepSpeed", "is_deepspeed_enabled")])
