@@ -149,3 +149,21 @@ def saved_text_model_accuracy(out, spec: str, split: str, rows: int, seed: int, 
         predictions = model(**batch).logits.argmax(-1).tolist()
     labels = [model.config.label2id[names[label]] for label in data["label"]]
     return sum(p == y for p, y in zip(predictions, labels)) / len(labels)
+
+
+def domain_adaptation_config(tmp_path, **kwargs):
+    """A `DomainAdaptationConfig` for a few quick CPU steps of a tiny model, logging every step, saving nothing."""
+    from hf_transfer import DomainAdaptationConfig
+
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        max_steps=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+    )
+    return DomainAdaptationConfig(**{**defaults, **kwargs})

@@ -7,12 +7,12 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import make_images, tiny_bert
+from conftest import domain_adaptation_config, make_images, tiny_bert
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModelForSequenceClassification, BertForMaskedLM, BertForSequenceClassification
 
-from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
+from hf_transfer import DomainAdaptationTrainer
 from hf_transfer.domain_adaptation import (
     ConditionalDomainDiscriminator,
     MultilinearMap,
@@ -180,21 +180,10 @@ def test_the_masked_lm_loss_equals_bert_for_masked_lm_with_the_same_head(tmp_pat
 
 
 def config(tmp_path, **kwargs):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=8,
-        max_steps=4,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-        self_training_threshold=0.0,  # the tiny model is never confident: let every row be pseudo-labelled
-        self_training_ramp_ratio=0.0,
+    # the tiny model is never confident: let every row be pseudo-labelled, at full weight from the start
+    return domain_adaptation_config(
+        tmp_path, **{"self_training_threshold": 0.0, "self_training_ramp_ratio": 0.0, **kwargs}
     )
-    defaults.update(kwargs)
-    return DomainAdaptationConfig(**defaults)
 
 
 def make_trainer(tmp_path, text_domains, tokenizer, model=None, target=None, **kwargs):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from conftest import tiny_bert
+from conftest import domain_adaptation_config, tiny_bert
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
@@ -15,19 +15,7 @@ from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY
 
 
 def config(tmp_path, **kwargs):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=8,
-        max_steps=4,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-    )
-    defaults.update(kwargs)
-    return DomainAdaptationConfig(**defaults)
+    return domain_adaptation_config(tmp_path, **kwargs)
 
 
 def make_trainer(tmp_path, text_domains, tokenizer, model=None, **kwargs):
