@@ -178,7 +178,8 @@ def minimum_class_confusion_loss(target_logits: torch.Tensor, temperature: float
     and the loss is the normalised confusion between different classes, (Σ C̃ − trace C̃) / C. It is 0 when every
     row is predicted with certainty and (C − 1) / C when every prediction is uniform. Unlike entropy minimisation it
     does not reward putting every row in one class: a collapse onto one class scores about 1/C, at any logit margin
-    (computed in log space, so a class given almost no probability still has its normalised column). `target_logits` is `(m, C)`, m ≥ 1, C ≥ 2.
+    (computed in log space, so a class given almost no probability still has its normalised column).
+    `target_logits` is `(m, C)`, m ≥ 1, C ≥ 2.
     """
     with torch.autocast(device_type=target_logits.device.type, enabled=False):
         rows, classes = target_logits.shape
