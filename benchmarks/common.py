@@ -31,11 +31,12 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_recipe(command: list[str], output_dir: Path) -> dict:
+def run_recipe(command: list[str], output_dir: Path, keep_weights: bool = False) -> dict:
     """Run one recipe process (from the repository root); its trainer state (`log_history`), final results, wall
     seconds and CPU seconds (user + system time of the process: unlike wall time, it hardly changes when something
-    else runs on the machine). The model weights are deleted afterwards (~90 MB each for MiniLM); the logs, results
-    and card stay in `output_dir`, the process's output in `<output_dir>.log`."""
+    else runs on the machine). The model weights (in `output_dir` and its subfolders) are deleted afterwards (~90 MB
+    each for MiniLM) unless `keep_weights`; the logs, results and card stay in `output_dir`, the process's output in
+    `<output_dir>.log`."""
     output_dir = ROOT / output_dir
     log = output_dir.with_name(output_dir.name + ".log")  # the process's output, beside its output dir
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,7 @@ def run_recipe(command: list[str], output_dir: Path) -> dict:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise RuntimeError(f"{' '.join(command)} failed (exit {finished.returncode}); end of {log}:\n{tail}")
     state = json.loads((output_dir / "trainer_state.json").read_text())
-    for weights in output_dir.glob("*.safetensors"):
+    for weights in [] if keep_weights else output_dir.rglob("*.safetensors"):
         weights.unlink()
     return {
         "log_history": state["log_history"],

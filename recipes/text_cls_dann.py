@@ -33,6 +33,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from hf_transfer import DomainAdaptationConfig
 from hf_transfer.recipes.arguments import EvaluationArguments, TextModelArguments
+from hf_transfer.recipes.baselines import use_stage1_run
 from hf_transfer.recipes.models import load_text_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
@@ -121,12 +122,14 @@ def load_datasets(data_args: DataArguments, seed: int) -> dict:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, evaluation_args, training_args = parse_args(argv)
     setup_logging()
+    stage1 = use_stage1_run(model_args, evaluation_args, training_args)
     raw = load_datasets(data_args, training_args.seed)
     check_text_columns(raw, data_args, unlabeled=("target",))
     label_names = label_names_of(raw["source"][0], data_args.label_column)
 
     set_seed(training_args.seed)  # the new classification head is initialised from the seed
     model, tokenizer, model_card_name = load_text_classifier(model_args, label_names)
+    model_card_name = stage1["facts"]["base_model"] if stage1 else model_card_name
     sets = prepare_text_sets(raw, tokenizer, data_args, label_names, training_args, unlabeled=("target",))
     eval_sets = {name: sets[name] for name in ("source_validation", "target_test") if sets[name] is not None}
     return train_domain_adaptation(
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         source_validation=sets["source_validation"],
         eval_datasets=eval_sets,
         card_info=domain_card_info(model_card_name, data_args, "source_validation", data_args.source_validation_split),
+        stage1=stage1,
         report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )

@@ -30,6 +30,7 @@ GENERAL_ADAPTATION_FIELDS = {
     "adaptation_loss_weights",
     "target_batch_fraction",
     "alignment_features",
+    "source_only_steps",
 }
 
 

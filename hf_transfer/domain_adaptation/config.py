@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from ..base_config import BaseConfig
 from ..features import FEATURE_POOLINGS
 from .losses import ADAPTATION_LOSSES
+from .stages import schedule_function
 
 ALIGNMENT_FEATURES = FEATURE_POOLINGS
 
@@ -76,6 +77,15 @@ class DomainAdaptationConfig(BaseConfig):
             over this fraction of training (0: full weight from the start).
         mlm_probability (`float`, defaults to `0.15`): share of the target tokens masked for the `"mlm"` loss (the
             `DataCollatorForLanguageModeling` rules: 80 % [MASK], 10 % random, 10 % kept).
+        source_only_steps (`int`, defaults to `0`):
+            Two stages in one run: the first `source_only_steps` of the `max_steps` optimizer steps train on the
+            source rows alone (stage 1, the source-only baseline); the model is then evaluated (`stage1_*` metrics)
+            and saved to `<output_dir>/stage1`, and the remaining steps add the adaptation losses from those weights
+            (stage 2), with a fresh optimizer state, the learning-rate schedule (warm-up included) restarted, the
+            loss schedules (DANN's λ, the self-training ramp) counted from the start of stage 2 and the
+            self-training teacher reset to the stage-1 model. The stage-1 results are the source-only baseline of
+            the run's card; `trainer.guard_negative_transfer()` then keeps whichever model the label-free
+            evidence prefers. 0: one stage, adaptation from the first step.
         alignment_features (`str`, defaults to `"head_input"`):
             The representation that is aligned: `"head_input"` is what the classification head receives (BERT's
             pooled output, ViT's [CLS] token, ResNet's pooled feature map), found automatically for every
@@ -191,6 +201,14 @@ class DomainAdaptationConfig(BaseConfig):
     mlm_probability: float = field(
         default=0.15, metadata={"help": "Share of target tokens masked for the 'mlm' loss (BERT, UDALM: 0.15)."}
     )
+    source_only_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Two stages in one run: the first source_only_steps of max_steps train on the source alone "
+            "(saved to <output_dir>/stage1 as the source-only baseline), the rest adapt from those weights with a "
+            "fresh optimizer and learning-rate schedule. 0: adapt from the first step."
+        },
+    )
     alignment_features: str = field(
         default="head_input",
         metadata={
@@ -206,6 +224,7 @@ class DomainAdaptationConfig(BaseConfig):
         self._check_dann()
         self._check_cdan_and_wdgrl()
         self._check_self_training_and_mlm()
+        self._check_stages()
         if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
             raise ValueError(
                 "`mmd_kernel_multipliers` must be a non-empty list of positive numbers, "
@@ -220,6 +239,8 @@ class DomainAdaptationConfig(BaseConfig):
                 f"`alignment_features` must be one of {list(ALIGNMENT_FEATURES)}, got {self.alignment_features!r}."
             )
         super().__post_init__()
+        if self.source_only_steps:
+            schedule_function(self, self.source_only_steps)  # refuses a schedule that cannot restart for stage 2
 
     def _check_losses(self) -> None:
         self.adaptation_loss = _normalise_loss_names(self.adaptation_loss)
@@ -317,6 +338,16 @@ class DomainAdaptationConfig(BaseConfig):
             raise ValueError(f"`self_training_ramp_ratio` must be in [0, 1], got {self.self_training_ramp_ratio}.")
         if not 0.0 < self.mlm_probability < 1.0:
             raise ValueError(f"`mlm_probability` must be in (0, 1) (BERT uses 0.15), got {self.mlm_probability}.")
+
+    def _check_stages(self) -> None:
+        if self.source_only_steps < 0:
+            raise ValueError(f"`source_only_steps` must be >= 0, got {self.source_only_steps}.")
+        if self.source_only_steps and not self.max_steps > self.source_only_steps:
+            raise ValueError(
+                f"`source_only_steps`={self.source_only_steps} needs `max_steps` (the steps of both stages) above "
+                f"it, got max_steps={self.max_steps}: e.g. max_steps={2 * self.source_only_steps} for as many "
+                "adaptation steps as source-only ones."
+            )
 
     @property
     def target_rows_per_batch(self) -> int:

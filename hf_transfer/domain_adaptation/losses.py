@@ -426,6 +426,11 @@ def _update_teacher(teacher: nn.Module, model: nn.Module, args) -> None:
         update_ema(teacher, model, args.ema_decay)
 
 
+def _restart_teacher(teacher: nn.Module, model: nn.Module, args) -> None:
+    """Stage 2 starts: the teacher (initial or EMA) becomes a copy of the stage-1 model."""
+    update_ema(teacher, model, 0.0)
+
+
 def _mlm(inputs: LossInputs) -> tuple[torch.Tensor, dict]:
     return masked_lm_loss(inputs.module, inputs.masked_hidden_states, inputs.masked_labels), {}
 
@@ -585,6 +590,7 @@ ADAPTATION_LOSSES: dict[str, LossSpec] = {
         module_name="self_training_teacher",
         module_trained_by="none",
         after_step=_update_teacher,
+        at_adaptation_start=_restart_teacher,
     ),
     "mlm": LossSpec(
         compute=_mlm,

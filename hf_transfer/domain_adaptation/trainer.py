@@ -7,8 +7,11 @@ pooled features or the target logits, gathered over the processes when it is a s
 Everything is in `DomainAdaptationMixin`, so an existing `Trainer` subclass becomes domain-adaptive by mixing it in.
 """
 
+import copy
 import inspect
+import json
 import os
+import shutil
 from functools import partial
 
 import datasets
@@ -22,14 +25,27 @@ from transformers.trainer_utils import seed_worker
 
 from ..base_trainer import BaseTrainerMixin
 from ..callbacks import SamplerEpochCallback, StepEndCallback, ZeroGradientsCallback
+from ..checkpoints import resolve_resume_checkpoint
 from ..distributed import average_gradients, gather_with_gradients
 from ..domain_mixing import DOMAIN_LABELS_KEY, DomainLabelCollator, DomainMixingBatchSampler, TwoDomainDataset
+from ..evaluation.guard import GuardDecision, GuardRule, negative_transfer_guard
 from ..features import capture_head_input, feature_dim, pool_features
 from ..hub.model_card import Method, TrainingDescription
 from ..loss_spec import LossInputs
 from .config import DomainAdaptationConfig
 from .losses import ADAPTATION_LOSSES
 from .masking import MASKED_TARGET_DOMAIN, TargetMasking
+from .stages import (
+    ADAPTED_FOLDER,
+    GUARD_FILE,
+    STAGE1_FOLDER,
+    TwoStageCallback,
+    as_eval_results,
+    read_stage1_results,
+    reset_optimizer_state,
+    save_stage1,
+    two_stage_scheduler,
+)
 
 INTENDED_USE = (
     "Classification of inputs like those of the target domain above, with the labels of the source data. The "
@@ -75,6 +91,10 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             )
         super().__init__(model, args, *trainer_args, peft_config=peft_config, **kwargs)
         self.loss_modules = self._build_loss_modules()
+        self._stage1: dict | None = None  # {"folder", "step", "results"} once the stage-1 model exists
+        self._guard_report: dict | None = None
+        if args.source_only_steps:
+            self.add_callback(TwoStageCallback(args.source_only_steps, self._end_stage_one, self._resumed_in_stage_two))
         if args.adaptation_loss and args.alignment_features != "head_input":
             forward = inspect.signature(self.accelerator.unwrap_model(self.model).forward).parameters
             takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in forward.values())
@@ -118,7 +138,9 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         ]
 
     def _after_optimizer_step(self) -> None:
-        """Each loss's `after_step` (the EMA teacher's update), after every optimizer step."""
+        """Each loss's `after_step` (the EMA teacher's update), after every optimizer step of adaptation."""
+        if self.state.global_step <= self.args.source_only_steps:
+            return  # stage 1 (the teacher is reset when stage 2 starts)
         model = self.accelerator.unwrap_model(self.model)
         for spec in ADAPTATION_LOSSES.values():
             if spec.after_step is not None and spec.module_name in self.loss_modules:
@@ -181,12 +203,19 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         hyperparameters += [
             (name, module.origin) for name, module in self.loss_modules.items() if hasattr(module, "origin")
         ]
+        if args.source_only_steps:
+            hyperparameters.append(("source_only_steps", args.source_only_steps))
         if not losses:
             summary = "as a source-only baseline (no alignment loss)."
         else:
             reads_predictions = any(spec.reads != "features" for spec in specs)
             purpose = "adapt to the target domain" if reads_predictions else "align source and target features"
             summary = "using " + " + ".join(spec.method.name for spec in specs) + f" to {purpose}."
+        if args.source_only_steps:
+            summary = (
+                f"in two stages: {args.source_only_steps} steps on the source alone, then "
+                f"{args.max_steps - args.source_only_steps} steps from those weights " + summary.removeprefix("as ")
+            )
         source_only = Method("Source-only baseline", "fine-tuning on the labeled source rows alone, no adaptation loss")
         return TrainingDescription(
             summary=summary,
@@ -274,6 +303,13 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             optimizer.add_param_group({"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": name})
         return optimizer
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The Trainer's schedule; in a two-stage run, one per stage (`two_stage_scheduler`)."""
+        if self.args.source_only_steps and self.lr_scheduler is None:
+            self.lr_scheduler = two_stage_scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The loss modules are not inside the DDP-wrapped model: average their gradients across processes here.
@@ -285,7 +321,10 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         inputs = dict(inputs)
         domain_labels = inputs.pop(DOMAIN_LABELS_KEY, None)
         labels = inputs.pop("labels", None)
-        adapting = model.training and domain_labels is not None and bool(self.args.adaptation_loss)
+        stage_one = model.training and domain_labels is not None and self._in_stage_one()
+        if stage_one:
+            inputs, labels, domain_labels = _source_rows_only(inputs, labels, domain_labels)
+        adapting = model.training and domain_labels is not None and bool(self.args.adaptation_loss) and not stage_one
         from_hidden_states = adapting and self.args.alignment_features != "head_input"
         mlm_labels = None
         if adapting and self._target_masking is not None:
@@ -337,7 +376,7 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 module=module,
                 module_optimizer=self.loss_module_optimizers.get(spec.module_name),
                 gather=self.accelerator.gather,
-                progress=self.state.global_step / max(self.state.max_steps, 1),
+                progress=self._adaptation_progress(),
                 step=self.state.global_step,
                 args=self.args,
             )
@@ -347,6 +386,15 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             self._record(f"loss/{name}", value)
             loss = loss + weight * value
         return loss
+
+    def _in_stage_one(self) -> bool:
+        """Whether the step being computed is one of the source-only steps of stage 1."""
+        return self.state.global_step < self.args.source_only_steps
+
+    def _adaptation_progress(self) -> float:
+        """Progress of adaptation in [0, 1] for the loss schedules, counted from the start of stage 2."""
+        start = self.args.source_only_steps
+        return (self.state.global_step - start) / max(self.state.max_steps - start, 1)
 
     def _loss_view(self, reads: str, global_batch: bool, batch: dict, module) -> dict:
         """The rows a loss reads (see `READS`); gathered over the processes for a statistic of the global batch (MMD,
@@ -409,6 +457,132 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             return advice + "; also lower `learning_rate`, and resume from the last checkpoint."
         return super()._non_finite_remedy(loss_name)
 
+    # ---- two stages and the negative-transfer guard ------------------------------------------------------------
+
+    def _end_stage_one(self) -> None:
+        """The last source-only step is done: evaluate and save the stage-1 model, then start stage 2 from it with a
+        fresh optimizer state (the schedule restarts by itself) and the loss modules' `at_adaptation_start`."""
+        metrics = self.evaluate(metric_key_prefix=STAGE1_FOLDER) if self.eval_dataset is not None else {}
+        folder = os.path.join(self.args.output_dir, STAGE1_FOLDER)
+        model = self.accelerator.unwrap_model(self.model)
+        if self.args.should_save:
+            save_stage1(folder, model, self.processing_class, as_eval_results(metrics), self.state.global_step)
+        self.accelerator.wait_for_everyone()
+        self._read_stage_one()
+        reset_optimizer_state(self.optimizer)
+        for spec in ADAPTATION_LOSSES.values():
+            if spec.at_adaptation_start is not None and spec.module_name in self.loss_modules:
+                spec.at_adaptation_start(self.loss_modules[spec.module_name], model, self.args)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        self._resume_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        return super().train(self._resume_checkpoint, *args, **kwargs)
+
+    def _resumed_in_stage_two(self) -> None:
+        """Resuming past stage 1: its model is the `stage1` folder beside the checkpoint (copied into this run's
+        `output_dir` when that is another folder)."""
+        own = os.path.join(self.args.output_dir, STAGE1_FOLDER)
+        checkpoint = getattr(self, "_resume_checkpoint", None)
+        beside = os.path.join(os.path.dirname(os.path.normpath(checkpoint)), STAGE1_FOLDER) if checkpoint else own
+        if os.path.abspath(beside) != os.path.abspath(own) and os.path.isdir(beside):
+            if self.args.should_save:
+                shutil.copytree(beside, own, dirs_exist_ok=True)
+            self.accelerator.wait_for_everyone()
+        self._read_stage_one(own)
+
+    def _read_stage_one(self, folder: str | None = None) -> None:
+        """Record the stage-1 model's folder and results (at the end of stage 1, or when resuming in stage 2); its
+        results become the card's source-only baseline unless one was set."""
+        folder = folder or os.path.join(self.args.output_dir, STAGE1_FOLDER)
+        saved = read_stage1_results(folder)
+        self._stage1 = {"folder": folder, "step": saved["step"], "results": saved["results"]}
+        baselines = getattr(self, "_baselines", {})
+        if not baselines.get("source_only_results") and saved["results"]:
+            self.set_baselines(source_only_results=saved["results"], oracle_results=baselines.get("oracle_results"))
+
+    def set_stage1_model(self, folder: str, results: dict[str, float] | None = None) -> None:
+        """Stage 1 done elsewhere: `folder` holds the source-only model this run starts from (saved with
+        `save_pretrained`, e.g. the `stage1` folder of another run or the output_dir of a source-only run), the
+        reference of `guard_negative_transfer`. `results`: its `eval_<set>_<metric>` values (the card's source-only
+        baseline); default: the folder's `stage1_results.json`. Load the same weights into the model you train."""
+        if self.args.source_only_steps:
+            raise ValueError(
+                "`set_stage1_model` gives the stage-1 model of a run that starts from it; this run trains its own "
+                f"stage 1 (`source_only_steps`={self.args.source_only_steps}). Set `source_only_steps=0`."
+            )
+        if results is None:
+            self._read_stage_one(folder)
+            return
+        self._stage1 = {"folder": folder, "step": 0, "results": dict(results)}
+        if not getattr(self, "_baselines", {}).get("source_only_results"):
+            self.set_baselines(source_only_results=dict(results), oracle_results=None)
+
+    @property
+    def stage1(self) -> dict | None:
+        """`{"folder", "step", "results"}` of the stage-1 (source-only) model, once there is one."""
+        return self._stage1
+
+    def guard_negative_transfer(
+        self,
+        source_validation,
+        target=None,
+        rule: GuardRule | None = None,
+        max_target_rows: int | None = 1000,
+    ) -> GuardDecision:
+        """After a two-stage run: keep the adapted model or go back to the stage-1 model, without target labels
+        (`hf_transfer.evaluation.guard`). Call it after `train()` and before saving.
+
+        The decision and its evidence go to `<output_dir>/negative_transfer_guard.json` and the card. When the
+        stage-1 model wins, the adapted one is evaluated (`adapted_*` metrics) and saved to `<output_dir>/adapted`,
+        and the trainer's model gets the stage-1 weights back, so what is saved next is the chosen model.
+
+        Args:
+            source_validation: labeled source rows the model did not train on.
+            target: unlabeled target rows; default: the trainer's `target_dataset`.
+            rule: the decision rule (default `GuardRule()`, the declared one).
+            max_target_rows: a fixed random subset of the target rows this large (seeded by the run's seed).
+        """
+        if self._stage1 is None:
+            raise ValueError(
+                "`guard_negative_transfer` compares the adapted model with its stage-1 (source-only) model, and "
+                "this run has none: train with `source_only_steps` > 0, or call `set_stage1_model(folder)`, first."
+            )
+        rule = rule or GuardRule()
+        model = self.accelerator.unwrap_model(self.model)
+        decision = [None]
+        if self.is_world_process_zero():
+            reference = copy.deepcopy(model)
+            self._load_from_checkpoint(self._stage1["folder"], model=reference)
+            decision[0] = negative_transfer_guard(
+                reference, model, source_validation, self.target_dataset if target is None else target,
+                data_collator=self.data_collator, batch_size=self.args.per_device_eval_batch_size,
+                max_target_rows=max_target_rows, rule=rule, features=self.args.alignment_features,
+                classifier_module=self.args.classifier_module, seed=self.args.seed,
+            )  # fmt: skip
+            del reference
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(decision)
+        decision = decision[0]
+        adapted_results = None
+        if not decision.keeps_adapted:
+            metrics = self.evaluate(metric_key_prefix=ADAPTED_FOLDER) if self.eval_dataset is not None else {}
+            adapted_results = as_eval_results(metrics, ADAPTED_FOLDER)
+            if self.args.should_save:
+                self._save(os.path.join(self.args.output_dir, ADAPTED_FOLDER))
+            self._load_from_checkpoint(self._stage1["folder"])
+        self._guard_report = {
+            **decision.to_dict(),
+            "stage1_results": self._stage1["results"],
+            "adapted_results": adapted_results,
+            "other_model_folder": STAGE1_FOLDER if decision.keeps_adapted else ADAPTED_FOLDER,
+        }
+        if self.args.should_save:
+            with open(os.path.join(self.args.output_dir, GUARD_FILE), "w", encoding="utf-8") as handle:
+                json.dump(self._guard_report, handle, indent=2)
+        return decision
+
     # ---- training state ----------------------------------------------------------------------------------------
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
@@ -435,6 +609,17 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 state = torch.load(os.path.join(checkpoint, optimizer_file(name)), map_location=self.args.device)
                 optimizer.load_state_dict(state)
         super()._load_optimizer_and_scheduler(checkpoint)
+
+
+def _source_rows_only(inputs: dict, labels, domain_labels):
+    """The source rows of a mixed batch (stage 1 trains on them alone): every per-row tensor cut to them."""
+    keep = domain_labels == 0
+    rows = domain_labels.shape[0]
+    inputs = {
+        key: value[keep] if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == rows else value
+        for key, value in inputs.items()
+    }
+    return inputs, (labels[keep] if labels is not None else None), domain_labels[keep]
 
 
 def _card_fields(spec) -> list[str]:

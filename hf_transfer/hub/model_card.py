@@ -91,6 +91,7 @@ def write_model_card(
     datasets: str | list[str] | None = None,
     pipeline_tag: str | None = None,
     diagnostics: dict | None = None,
+    guard: dict | None = None,
 ) -> str:
     """Render the card of a run into `output_dir/README.md` (default: `trainer.args.output_dir`); return its path.
 
@@ -105,6 +106,7 @@ def write_model_card(
             oracle trained on target labels. The card then compares, reports the gap closed and flags negative
             transfer (see `hf_transfer.TransferReport`).
         diagnostics: `TransferDiagnostics.after`'s results (proxy A-distance, plot file), shown in a final card.
+        guard: the report of `DomainAdaptationTrainer.guard_negative_transfer`, shown in a final card.
         language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
             datasets are added to the card's own).
     """
@@ -136,6 +138,7 @@ def write_model_card(
         target_dataset=describe_source(target_dataset) if target_dataset else None,
         strategy=describe_strategy(args, peft_config),
         diagnostics=diagnostics if checkpoint_step is None else None,
+        guard=_guard_section(guard) if checkpoint_step is None and guard else None,
         methods=description.methods,
         hyperparameters=common_hyperparameters(trainer) + description.hyperparameters,
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
@@ -370,3 +373,36 @@ def _package_version() -> str:
         return version("hf-transfer-learning")
     except PackageNotFoundError:
         return "source checkout"
+
+
+def _guard_section(report: dict) -> dict:
+    """The card's rows for the negative-transfer guard: evidence and results of the stage-1 and adapted models."""
+    reference, adapted = report["reference"], report["adapted"]
+    rows = [
+        ("ATC target-accuracy estimate ↑", "atc_target_accuracy", "{:.4f}"),
+        ("source-validation accuracy ↑", "source_accuracy", "{:.4f}"),
+        ("target prediction diversity ↑ (1: balanced classes)", "target_diversity", "{:.3f}"),
+        ("DEV ↓ (evidence only)", "dev", "{:.4f}"),
+    ]
+    table = [{"name": n, "reference": f.format(reference[k]), "adapted": f.format(adapted[k])} for n, k, f in rows]
+    stage1 = report.get("stage1_results") or {}
+    adapted_results = report.get("adapted_results")
+    for key in sorted(stage1):
+        if key.startswith("eval_") and key.endswith(("_accuracy", "_macro_f1")):
+            value = None if adapted_results is None else adapted_results.get(key)
+            table.append(
+                {
+                    "name": key.removeprefix("eval_") + " (labels, not used by the guard)",
+                    "reference": f"{stage1[key]:.4f}",
+                    "adapted": "this model's results above" if adapted_results is None else f"{value:.4f}",
+                }
+            )
+    return {
+        "choice": "adapted" if report["keeps_adapted"] else "stage-1 (source-only)",
+        "reasons": "; ".join(report["reasons"]),
+        "agreement": f"{report['agreement']:.4f}",
+        "target_rows": report["target_rows"],
+        "source_rows": report["source_rows"],
+        "other_folder": report["other_model_folder"],
+        "rows": table,
+    }

@@ -100,6 +100,28 @@ class EvaluationArguments:
             "transfer. Checked before training."
         },
     )
+    stage1_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "Stage 1 done elsewhere: output_dir of a finished source-only run of this recipe "
+            "(--adaptation_loss none --source_only_steps 0 --max_steps <source_only_steps>, same model, data, "
+            "batch, learning rate and seed). This run starts from its saved model and trains max_steps - "
+            "source_only_steps adaptation steps; its results are the source-only baseline and the guard's "
+            "reference. Checked before training."
+        },
+    )
+    negative_transfer_guard: bool = field(
+        default=True,
+        metadata={
+            "help": "After a two-stage run (--source_only_steps or --stage1_run) with an adaptation loss, keep the "
+            "adapted model only if the label-free evidence (ATC estimate, source accuracy, prediction diversity) "
+            "says it is not worse than the stage-1 model; the other is kept in a subfolder. Needs the source "
+            "validation split."
+        },
+    )
+    guard_target_rows: int = field(
+        default=1000, metadata={"help": "Unlabeled target rows the guard uses (a fixed random subset)."}
+    )
     label_free_selection: bool = field(
         default=False,
         metadata={

@@ -16,7 +16,7 @@ from ..evaluation.report import TransferReport
 from ..fine_tuning import FineTuningTrainer
 from ..metrics import compute_classification_metrics
 from .arguments import EvaluationArguments, FineTuningArguments
-from .baselines import RUN_SUMMARY_NAME, run_facts, source_only_baseline
+from .baselines import RUN_SUMMARY_NAME, check_stage1_run, run_facts, source_only_baseline
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +71,14 @@ def train_domain_adaptation(
     eval_datasets: dict,
     card_info: dict,
     report: str,
+    stage1: dict | None = None,
 ) -> dict[str, float]:
-    """The domain-adaptation recipes after their data is prepared: the source-only baseline checked (before anything
-    is written), label-free selection and diagnostics set up, training, diagnostics after it, the end."""
+    """The domain-adaptation recipes after their data is prepared: the baselines checked (before anything is
+    written), label-free selection and diagnostics set up, training, the negative-transfer guard and the
+    diagnostics after it, the end. `stage1`: the `--stage1_run` summary (`use_stage1_run`)."""
     source_only_results = source_only_baseline(evaluation_args.source_only_run, training_args, card_info)
+    check_stage1_run(stage1, training_args, card_info)
+    guard = _guard_wanted(evaluation_args, training_args, stage1, source_validation)
     selection = selection_callback(evaluation_args, training_args, source_validation, target, data_collator)
     diagnostics = transfer_diagnostics(evaluation_args, training_args, source_validation, target, data_collator, model)
     trainer = DomainAdaptationTrainer(
@@ -90,10 +94,53 @@ def train_domain_adaptation(
     )
     trainer.set_model_card_info(**card_info)
     trainer.set_baselines(source_only_results=source_only_results)
+    if stage1 is not None:
+        trainer.set_stage1_model(evaluation_args.stage1_run, results=stage1["metrics"])
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if guard:
+        trainer.guard_negative_transfer(source_validation, max_target_rows=evaluation_args.guard_target_rows)
     if diagnostics is not None:
         trainer.set_transfer_diagnostics(diagnostics.after(trainer.model, training_args.output_dir))
-    return finish_run(trainer, train_result, report=report)
+    metrics = finish_run(trainer, train_result, report=report)
+    if trainer.stage1 is not None and trainer.is_world_process_zero():
+        print(side_by_side(trainer, metrics))
+    return metrics
+
+
+def _guard_wanted(evaluation_args: EvaluationArguments, training_args, stage1, source_validation) -> bool:
+    """Whether the run ends with the negative-transfer guard: a two-stage run that adapts, guard on; it needs the
+    source validation rows, checked here, before training."""
+    two_stages = bool(training_args.source_only_steps or stage1)
+    if not (evaluation_args.negative_transfer_guard and two_stages and training_args.adaptation_loss):
+        return False
+    if source_validation is None:
+        raise ValueError(
+            "The negative-transfer guard (on by default after two stages) compares the models on held-out labeled "
+            "source rows, and this run has none: give the source data a held-out split (--source_validation_split "
+            "in the text recipe, --source_test_split in the image recipe), or turn the guard off with "
+            "--negative_transfer_guard false."
+        )
+    return True
+
+
+def side_by_side(trainer, metrics: dict[str, float]) -> str:
+    """The stage-1 (source-only) model's target-test accuracy next to the adapted one's and the one kept."""
+    stage1 = trainer.stage1["results"].get("eval_target_test_accuracy")
+    report = getattr(trainer, "_guard_report", None)
+    if report is None:
+        adapted, kept = metrics.get("eval_target_test_accuracy"), "the adapted model (no guard)"
+    elif report["keeps_adapted"]:
+        adapted, kept = metrics.get("eval_target_test_accuracy"), "the adapted model"
+    else:
+        adapted, kept = (report["adapted_results"] or {}).get("eval_target_test_accuracy"), "the stage-1 model"
+
+    def value(x):
+        return "not measured" if x is None else f"{x:.4f}"
+
+    return (
+        f"target-test accuracy: stage 1 (source-only) {value(stage1)} | adapted {value(adapted)} | the guard kept "
+        f"{kept} ({value(metrics.get('eval_target_test_accuracy'))})"
+    )
 
 
 def selection_callback(evaluation_args: EvaluationArguments, training_args, source_validation, target, collator):
@@ -203,5 +250,9 @@ def write_run_summary(trainer, metrics: dict[str, float]) -> None:
         summary["transfer_report"] = [r.to_dict() for r in TransferReport.from_results(metrics, **baselines)]
     if getattr(trainer, "_diagnostics", None):
         summary["transfer_diagnostics"] = trainer._diagnostics
+    if getattr(trainer, "stage1", None):
+        summary["stage1"] = {"step": trainer.stage1["step"], "results": trainer.stage1["results"]}
+    if getattr(trainer, "_guard_report", None):
+        summary["negative_transfer_guard"] = trainer._guard_report
     with open(os.path.join(trainer.args.output_dir, RUN_SUMMARY_NAME), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
