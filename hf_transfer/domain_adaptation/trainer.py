@@ -553,12 +553,13 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         if self.is_world_process_zero():
             reference = copy.deepcopy(model)
             self._load_from_checkpoint(self._stage1["folder"], model=reference)
-            decision[0] = negative_transfer_guard(
-                reference, model, source_validation, self.target_dataset if target is None else target,
-                data_collator=self.data_collator, batch_size=self.args.per_device_eval_batch_size,
-                max_target_rows=max_target_rows, rule=rule, features=self.args.alignment_features,
-                classifier_module=self.args.classifier_module, seed=self.args.seed,
-            )  # fmt: skip
+            with self.autocast_smart_context_manager():  # in the run's precision, like its evaluations
+                decision[0] = negative_transfer_guard(
+                    reference, model, source_validation, self.target_dataset if target is None else target,
+                    data_collator=self.data_collator, batch_size=self.args.per_device_eval_batch_size,
+                    max_target_rows=max_target_rows, rule=rule, features=self.args.alignment_features,
+                    classifier_module=self.args.classifier_module, seed=self.args.seed,
+                )  # fmt: skip
             del reference
         if self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast_object_list
