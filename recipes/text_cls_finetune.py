@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from transformers import DataCollatorWithPadding, set_seed
 
 from hf_transfer import FineTuningConfig
+from hf_transfer.cpu_threads import cpu_precision_defaults
 from hf_transfer.recipes.arguments import FineTuningArguments, TextModelArguments
 from hf_transfer.recipes.models import load_text_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
@@ -79,6 +80,7 @@ RECIPE_DEFAULTS = {
     "logging_steps": 20,
     "eval_strategy": "no",
     "save_strategy": "no",
+    **cpu_precision_defaults(),  # bf16 autocast where the CPU computes bf16 natively (and no GPU)
 }
 
 

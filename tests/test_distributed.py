@@ -89,7 +89,8 @@ def test_dann_is_refused_at_start_up_under_fsdp_and_deepspeed(tmp_path, text_dom
 
 
 def test_the_recipe_trains_on_two_processes_and_saves_once(tmp_path, tiny_model_dir):
-    """`torchrun --nproc_per_node 2 recipes/text_cls_dann.py` on the CPU (gloo): the launch users run on 2 GPUs."""
+    """`torchrun --nproc_per_node 2 recipes/text_cls_dann.py` on the CPU (gloo): the launch users run on 2 GPUs, with
+    the recipe's two stages (2 source-only steps, then 2 adapting) and the guard (decided once, on rank 0)."""
     import json
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "text_cls_dann.py"
@@ -97,19 +98,21 @@ def test_the_recipe_trains_on_two_processes_and_saves_once(tmp_path, tiny_model_
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(recipe)]
     command += ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--adaptation_loss", "dann"]
-    command += ["mmd", "--max_steps", "3", "--per_device_train_batch_size", "8", "--max_length", "32"]
+    command += ["mmd", "--max_steps", "4", "--per_device_train_batch_size", "8", "--max_length", "32"]
     command += ["--max_train_samples", "64", "--max_eval_samples", "16", "--logging_steps", "1", "--use_cpu", "true"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"exit code {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
 
     assert result.stdout.count("target-test accuracy (amazon:books -> amazon:kitchen") == 1  # printed by rank 0
+    assert result.stdout.count("target-test accuracy: stage 1 (source-only)") == 1
     assert {"model.safetensors", "config.json", "all_results.json", "README.md", "hf_transfer_run.json"} <= set(
         os.listdir(out)
     )
+    assert {"stage1", "negative_transfer_guard.json"} <= set(os.listdir(out))
     assert not list(out.glob("*rank*")) and not list(out.glob("checkpoint-*"))
     state = json.loads((out / "trainer_state.json").read_text())
     logged = [entry for entry in state["log_history"] if "loss/mmd" in entry]
-    assert len(logged) == 3 and all("loss/dann" in entry for entry in logged)
+    assert [e["step"] for e in logged] == [3, 4] and all("loss/dann" in entry for entry in logged)
     assert "world_size (processes) | 2 |" in (out / "README.md").read_text()
     results = json.loads((out / "all_results.json").read_text())
     recomputed = saved_text_model_accuracy(out, "amazon:kitchen", "test", rows=16, seed=42, max_length=32)

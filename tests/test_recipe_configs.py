@@ -25,7 +25,9 @@ def test_every_example_config_parses_with_its_recipe(config, recipe):
         parsed_value = getattr(holders[0], key)
         if hasattr(parsed_value, "value"):  # enums such as eval_strategy
             parsed_value = parsed_value.value
-        if isinstance(value, float) or isinstance(parsed_value, float):
+        if key == "source_only_steps" and 0 < value < 1:  # a fraction of max_steps, resolved to steps
+            assert parsed_value == round(value * training_args.max_steps), (config, key)
+        elif isinstance(value, float) or isinstance(parsed_value, float):
             assert isinstance(parsed_value, float) and parsed_value == pytest.approx(float(value)), (config, key)
         elif value == "none" and parsed_value in ([], None):
             continue  # 'none' means no loss / no split
@@ -72,15 +74,16 @@ def test_the_accelerate_configs_load_and_every_setting_is_one_accelerate_launch_
 
 def test_command_line_arguments_override_the_config_file(tmp_path):
     recipe = load_recipe("text_cls_dann")
-    config = CONFIGS / "text_cls_dann.yaml"  # max_steps 150, seed 42, adaptation_loss [dann]
+    config = CONFIGS / "text_cls_dann.yaml"  # max_steps 300, seed 42
     for argv in ([str(config)], ["--config", str(config)], [f"--config={config}"]):
         _, data_args, _, args = recipe.parse_args(argv + ["--max_steps", "7", "--adaptation_loss", "mmd", "coral"])
         assert (args.max_steps, args.adaptation_loss, args.seed) == (7, ["mmd", "coral"], 42)
         assert data_args.target_dataset == "amazon:kitchen" and args.output_dir == "outputs/text_cls_dann"
     *_, args = recipe.parse_args([str(config)])
-    assert args.max_steps == 150 and args.learning_rate == 5e-5  # the file over the recipe's defaults
+    assert args.max_steps == 300 and args.learning_rate == 5e-5  # the file over the recipe's defaults
     *_, args = recipe.parse_args([])
-    assert args.max_steps == 150 and args.per_device_train_batch_size == 32  # the recipe's defaults alone
+    assert args.max_steps == 300 and args.per_device_train_batch_size == 32  # the recipe's defaults alone
+    assert args.source_only_steps == 150  # half of max_steps
 
 
 def test_a_config_file_with_an_unknown_name_or_no_mapping_is_refused(tmp_path):

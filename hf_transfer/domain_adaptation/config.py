@@ -77,8 +77,9 @@ class DomainAdaptationConfig(BaseConfig):
             over this fraction of training (0: full weight from the start).
         mlm_probability (`float`, defaults to `0.15`): share of the target tokens masked for the `"mlm"` loss (the
             `DataCollatorForLanguageModeling` rules: 80 % [MASK], 10 % random, 10 % kept).
-        source_only_steps (`int`, defaults to `0`):
-            Two stages in one run: the first `source_only_steps` of the `max_steps` optimizer steps train on the
+        source_only_steps (`int` or `float`, defaults to `0`):
+            Two stages in one run: the first `source_only_steps` of the `max_steps` optimizer steps (a fraction of
+            `max_steps` when below 1, e.g. 0.5 for half of them) train on the
             source rows alone (stage 1, the source-only baseline); the model is then evaluated (`stage1_*` metrics)
             and saved to `<output_dir>/stage1`, and the remaining steps add the adaptation losses from those weights
             (stage 2), with a fresh optimizer state, the learning-rate schedule (warm-up included) restarted, the
@@ -201,12 +202,13 @@ class DomainAdaptationConfig(BaseConfig):
     mlm_probability: float = field(
         default=0.15, metadata={"help": "Share of target tokens masked for the 'mlm' loss (BERT, UDALM: 0.15)."}
     )
-    source_only_steps: int = field(
+    source_only_steps: float = field(
         default=0,
         metadata={
-            "help": "Two stages in one run: the first source_only_steps of max_steps train on the source alone "
-            "(saved to <output_dir>/stage1 as the source-only baseline), the rest adapt from those weights with a "
-            "fresh optimizer and learning-rate schedule. 0: adapt from the first step."
+            "help": "Two stages in one run: the first source_only_steps of max_steps (a number of steps, or a "
+            "fraction of max_steps when below 1) train on the source alone (saved to <output_dir>/stage1 as the "
+            "source-only baseline), the rest adapt from those weights with a fresh optimizer and learning-rate "
+            "schedule. 0: adapt from the first step."
         },
     )
     alignment_features: str = field(
@@ -340,8 +342,18 @@ class DomainAdaptationConfig(BaseConfig):
             raise ValueError(f"`mlm_probability` must be in (0, 1) (BERT uses 0.15), got {self.mlm_probability}.")
 
     def _check_stages(self) -> None:
-        if self.source_only_steps < 0:
+        if not self.source_only_steps >= 0:
             raise ValueError(f"`source_only_steps` must be >= 0, got {self.source_only_steps}.")
+        if 0 < self.source_only_steps < 1:  # a fraction of max_steps, as `warmup_steps` may be
+            if self.max_steps <= 0:
+                raise ValueError(
+                    f"`source_only_steps`={self.source_only_steps} is a fraction of `max_steps`, which is not set: "
+                    "set `max_steps` (the steps of both stages), or give `source_only_steps` as a number of steps."
+                )
+            self.source_only_steps = max(1, round(self.source_only_steps * self.max_steps))
+        if self.source_only_steps != int(self.source_only_steps):
+            raise ValueError(f"`source_only_steps` above 1 is a number of steps, got {self.source_only_steps}.")
+        self.source_only_steps = int(self.source_only_steps)
         if self.source_only_steps and not self.max_steps > self.source_only_steps:
             raise ValueError(
                 f"`source_only_steps`={self.source_only_steps} needs `max_steps` (the steps of both stages) above "
