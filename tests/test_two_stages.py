@@ -9,8 +9,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import domain_adaptation_config, load_recipe, make_reviews, tiny_bert, tokenize
-from conftest import SOURCE_TOPIC
+from conftest import SOURCE_TOPIC, domain_adaptation_config, load_recipe, make_reviews, tiny_bert, tokenize
 from safetensors.torch import load_file
 from transformers import DataCollatorWithPadding
 
@@ -238,8 +237,10 @@ def test_the_trainer_installs_the_chosen_model_and_keeps_the_other(tmp_path, tex
     trainer.train()
     adapted = weights(trainer)
     # a rule that must keep the adapted model, or one that cannot
-    rule = GuardRule(min_atc_gain=-1.0, max_source_accuracy_drop=1.0, max_diversity_drop=1.0) if keep else GuardRule(
-        min_atc_gain=1.1
+    rule = (
+        GuardRule(min_atc_gain=-1.0, max_source_accuracy_drop=1.0, max_diversity_drop=1.0)
+        if keep
+        else GuardRule(min_atc_gain=1.1)
     )
     decision = trainer.guard_negative_transfer(source_validation, rule=rule)
     assert decision.keeps_adapted == keep
