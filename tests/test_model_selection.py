@@ -160,7 +160,7 @@ def test_greater_is_better_must_match_the_validator(tmp_path, text_domains, toke
 
 
 QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_length", "32", "--max_train_samples", "32"]
-QUICK += ["--max_eval_samples", "16", "--use_cpu", "true"]
+QUICK += ["--max_eval_samples", "16", "--use_cpu", "true", "--source_only_steps", "0"]  # one stage: 2 adapting steps
 
 
 def test_the_recipe_logs_the_validators_and_keeps_the_chosen_checkpoint(tmp_path, tiny_model_dir):

@@ -5,6 +5,7 @@ of `CommitOperationAdd`s that would be uploaded: the fakes below record each fil
 and the server-side README metadata check are replaced by local equivalents; background pushes run at once.
 """
 
+import json
 import os
 import sys
 from concurrent.futures import Future
@@ -20,6 +21,7 @@ from transformers import AutoModelForImageClassification, AutoModelForSequenceCl
 TOKEN = "hf_pushTestTokenNeverWritten0123456789"
 TEXT = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--max_length", "32", "--max_train_samples", "32"]
 TEXT += ["--max_eval_samples", "16", "--use_cpu", "true", "--logging_steps", "1"]
+ONE_STAGE = ["--source_only_steps", "0"]  # the checkpoint tests: no stage-1 folder appearing mid-run
 PUSH = ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-run", "--hub_token", TOKEN]
 
 MODEL_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_args.bin"}
@@ -104,7 +106,12 @@ def test_push_at_the_end_uploads_model_tokenizer_card_and_results(hub, tmp_path,
     assert hub.repos == [{"repo_id": "someone/tiny-run", "private": True, "token": TOKEN}]
     [commit] = hub.commits  # hub_strategy "every_save" (default) with save_strategy "no": one push, at the end
     assert commit["message"] == "End of training" and commit["repo_id"] == "someone/tiny-run"
-    assert set(commit["files"]) == MODEL_FILES | RUN_FILES
+    # the recipe's two stages: the kept model at the top, the other in its subfolder, the guard's report
+    stage1 = {f"stage1/{name}" for name in ("config.json", "model.safetensors", "tokenizer.json",
+                                            "tokenizer_config.json", "stage1_results.json")}  # fmt: skip
+    guard = json.loads(commit["files"]["negative_transfer_guard.json"].decode())
+    adapted = set() if guard["keeps_adapted"] else {f"adapted/{name}" for name in MODEL_FILES}
+    assert set(commit["files"]) == MODEL_FILES | RUN_FILES | stage1 | adapted | {"negative_transfer_guard.json"}
     assert_nothing_local_or_secret(hub.commits, tmp_path, os.getcwd(), Path.home(), sys.prefix)
 
     card = ModelCard(commit["files"]["README.md"].decode())
@@ -129,7 +136,7 @@ def test_push_at_the_end_uploads_model_tokenizer_card_and_results(hub, tmp_path,
 )
 def test_checkpoints_are_pushed_per_hub_strategy(hub, tmp_path, tiny_model_dir, strategy, checkpoint_folder):
     out = tmp_path / "run"
-    argv = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *TEXT, *PUSH]
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *TEXT, *ONE_STAGE, *PUSH]
     load_recipe("text_cls_dann").main(
         argv + ["--save_strategy", "steps", "--save_steps", "1"] + ["--hub_strategy", strategy]
     )

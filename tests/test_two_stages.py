@@ -321,13 +321,20 @@ def test_a_stage1_run_that_does_not_fit_is_refused_before_training(tmp_path, tin
     assert not (tmp_path / "two").exists()
 
 
-def test_the_guard_without_source_validation_is_refused_before_training(tmp_path, tiny_model_dir):
+def test_the_guard_without_source_validation_is_refused_when_asked_for_and_skipped_by_default(
+    tmp_path, tiny_model_dir, caplog
+):
     rows = [{"text": f"good {i}" if i % 2 else f"bad {i}", "label": ["negative", "positive"][i % 2]} for i in range(16)]
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ValueError, match="--negative_transfer_guard false"):
+    arguments = ["--model_name_or_path", str(tiny_model_dir), *QUICK, "--source_dataset", str(train),
+                 "--source_only_steps", "2", "--max_steps", "4"]  # fmt: skip
+    with pytest.raises(ValueError, match="drop --negative_transfer_guard true"):
         load_recipe("text_cls_dann").main(
-            ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"), *QUICK,
-             "--source_dataset", str(train), "--source_only_steps", "2", "--max_steps", "4"]
-        )  # fmt: skip
+            [*arguments, "--output_dir", str(tmp_path / "run"), "--negative_transfer_guard", "true"]
+        )
     assert not os.path.exists(tmp_path / "run")
+    load_recipe("text_cls_dann").main([*arguments, "--output_dir", str(tmp_path / "auto")])
+    assert "the negative-transfer guard does not run" in caplog.text
+    assert not (tmp_path / "auto" / "negative_transfer_guard.json").exists()
+    assert (tmp_path / "auto" / "stage1" / "model.safetensors").is_file()

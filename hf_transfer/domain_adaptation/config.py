@@ -226,7 +226,6 @@ class DomainAdaptationConfig(BaseConfig):
         self._check_dann()
         self._check_cdan_and_wdgrl()
         self._check_self_training_and_mlm()
-        self._check_stages()
         if not self.mmd_kernel_multipliers or any(m <= 0 for m in self.mmd_kernel_multipliers):
             raise ValueError(
                 "`mmd_kernel_multipliers` must be a non-empty list of positive numbers, "
@@ -241,6 +240,7 @@ class DomainAdaptationConfig(BaseConfig):
                 f"`alignment_features` must be one of {list(ALIGNMENT_FEATURES)}, got {self.alignment_features!r}."
             )
         super().__post_init__()
+        self._check_stages()  # after `max_steps` itself is checked
         if self.source_only_steps:
             schedule_function(self, self.source_only_steps)  # refuses a schedule that cannot restart for stage 2
 

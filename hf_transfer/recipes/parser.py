@@ -24,6 +24,8 @@ def parse_recipe_args(dataclass_types: tuple, defaults: dict, argv: list[str] | 
     values = dict(defaults)
     if config_file is not None:
         values.update(read_config_file(config_file, {action.dest for action in parser._actions}))
+    if values.get("bf16") and _asks_for_fp16(values, argv):
+        values["bf16"] = False  # the recipe's bf16 default gives way to an explicit fp16
     parser.set_defaults(**values)
     return parser.parse_args_into_dataclasses(args=argv)
 
@@ -55,3 +57,15 @@ def read_config_file(path: str, known: set[str]) -> dict:
             "(`--help` lists them) or remove them."
         )
     return values
+
+
+def _asks_for_fp16(values: dict, argv: list[str]) -> bool:
+    """Whether the config file or the command line turns `fp16` on."""
+    truthy = ("true", "1", "yes", "y", "t")
+    for index, argument in enumerate(argv):
+        if argument == "--fp16":
+            following = argv[index + 1] if index + 1 < len(argv) else ""
+            return following.startswith("--") or not following or following.lower() in truthy
+        if argument.startswith("--fp16="):
+            return argument.split("=", 1)[1].lower() in truthy
+    return bool(values.get("fp16"))

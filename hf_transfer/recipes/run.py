@@ -108,17 +108,23 @@ def train_domain_adaptation(
 
 
 def _guard_wanted(evaluation_args: EvaluationArguments, training_args, stage1, source_validation) -> bool:
-    """Whether the run ends with the negative-transfer guard: a two-stage run that adapts, guard on; it needs the
-    source validation rows, checked here, before training."""
+    """Whether the run ends with the negative-transfer guard: a two-stage run that adapts, the guard not turned off,
+    and held-out source rows (required, checked here before training, when the guard was asked for explicitly)."""
     two_stages = bool(training_args.source_only_steps or stage1)
-    if not (evaluation_args.negative_transfer_guard and two_stages and training_args.adaptation_loss):
+    setting = evaluation_args.negative_transfer_guard
+    if setting is False or not (two_stages and training_args.adaptation_loss):
+        return False
+    if source_validation is None and setting is None:
+        logger.warning(
+            "No held-out source rows, so the negative-transfer guard does not run: the adapted model is kept "
+            "whatever it does. Give the source data a held-out split to have it."
+        )
         return False
     if source_validation is None:
         raise ValueError(
-            "The negative-transfer guard (on by default after two stages) compares the models on held-out labeled "
-            "source rows, and this run has none: give the source data a held-out split (--source_validation_split "
-            "in the text recipe, --source_test_split in the image recipe), or turn the guard off with "
-            "--negative_transfer_guard false."
+            "`negative_transfer_guard` compares the models on held-out labeled source rows, and this run has none: "
+            "give the source data a held-out split (--source_validation_split in the text recipe, "
+            "--source_test_split in the image recipe), or drop --negative_transfer_guard true."
         )
     return True
 
