@@ -338,3 +338,23 @@ def test_the_guard_without_source_validation_is_refused_when_asked_for_and_skipp
     assert "the negative-transfer guard does not run" in caplog.text
     assert not (tmp_path / "auto" / "negative_transfer_guard.json").exists()
     assert (tmp_path / "auto" / "stage1" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_going_back_to_stage_one_restores_its_exact_weights(tmp_path, text_domains, tokenizer, source_validation,
+                                                            monkeypatch, strategy):  # fmt: skip
+    trainer = make_trainer(tmp_path, text_domains, tokenizer, source_validation=source_validation,
+                           transfer_strategy=strategy)  # fmt: skip
+    boundary = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TwoStageCallback))
+    original, snapshot = boundary.end_of_stage_one, {}
+
+    def end_of_stage_one():
+        original()
+        snapshot.update(weights(trainer))
+
+    monkeypatch.setattr(boundary, "end_of_stage_one", end_of_stage_one)
+    trainer.train()
+    assert any(not torch.equal(value, snapshot[key]) for key, value in weights(trainer).items())  # stage 2 moved
+    assert not trainer.guard_negative_transfer(source_validation, rule=GuardRule(min_atc_gain=1.1)).keeps_adapted
+    for key, value in weights(trainer).items():
+        assert torch.equal(value, snapshot[key]), key
