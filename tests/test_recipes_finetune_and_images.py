@@ -245,3 +245,14 @@ def test_the_image_recipes_resume_exactly(tmp_path, recipe):
         assert expected.keys() == actual.keys()
         for key in expected:
             assert torch.equal(expected[key], actual[key]), f"{name}: {key}"
+
+
+def test_the_image_recipe_trains_in_two_stages_with_the_guard(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--image_size", "16", "--output_dir", str(out), *QUICK_IMAGES, "--max_target_samples", "32"]
+    load_recipe("image_cls_dann").main([*argv, "--source_only_steps", "1", "--max_steps", "2"])
+    summary = json.loads((out / "hf_transfer_run.json").read_text())
+    assert summary["stage1"]["step"] == 1 and "eval_target_test_accuracy" in summary["stage1"]["results"]
+    assert summary["negative_transfer_guard"]["source_rows"] > 0  # the USPS test split is the guard's source rows
+    assert (out / "stage1" / "model.safetensors").is_file() and (out / "stage1" / "preprocessor_config.json").is_file()
+    assert "target-test accuracy: stage 1 (source-only)" in capsys.readouterr().out
