@@ -46,6 +46,13 @@ def run_facts(args, card_info: dict) -> dict:
     }
 
 
+def _differences(theirs: dict, ours: dict, fields) -> list[str]:
+    """`name: <theirs> there, <ours> here` for each of `fields` where two runs' facts differ."""
+    return [
+        f"{name}: {theirs.get(name)!r} there, {ours[name]!r} here" for name in fields if theirs.get(name) != ours[name]
+    ]
+
+
 def _read_run_summary(run_dir: str, argument: str, advice: str) -> dict:
     path = os.path.join(run_dir, RUN_SUMMARY_NAME)
     if not os.path.isfile(path):
@@ -94,13 +101,8 @@ def check_stage1_run(summary: dict | None, args, card_info: dict) -> None:
     """The stage-1 run and this one belong to the same study: same data, batch, learning rate and seed."""
     if summary is None:
         return
-    ours = run_facts(args, card_info)
     fields = [name for name in SAME_STUDY_FIELDS if name not in ("max_steps", "base_model")]
-    differ = [
-        f"{name}: {summary['facts'].get(name)!r} there, {ours[name]!r} here"
-        for name in fields
-        if summary["facts"].get(name) != ours[name]
-    ]
+    differ = _differences(summary["facts"], run_facts(args, card_info), fields)
     if differ:
         raise ValueError(
             f"`stage1_run` is not stage 1 of this run ({'; '.join(differ)}): re-run stage 1 with the same settings."
@@ -113,26 +115,17 @@ def source_only_baseline(run_dir: str | None, args, card_info: dict) -> dict[str
     steps, batch, learning rate and seed. Call it before the trainer exists, so a refusal leaves nothing behind."""
     if not run_dir:
         return None
-    path = os.path.join(run_dir, RUN_SUMMARY_NAME)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"`source_only_run` {run_dir!r} holds no {RUN_SUMMARY_NAME}: pass the output_dir of a finished "
-            "source-only run of this recipe, e.g. run it first with `--adaptation_loss none --output_dir <dir>` "
-            "and the same model, data, steps and seed."
-        )
-    with open(path, encoding="utf-8") as handle:
-        baseline = json.load(handle)
+    advice = (
+        "a finished source-only run of this recipe, e.g. run it first with `--adaptation_loss none --output_dir "
+        "<dir>` and the same model, data, steps and seed."
+    )
+    baseline = _read_run_summary(run_dir, "source_only_run", advice)
     if baseline["facts"]["adaptation_loss"]:
         raise ValueError(
             f"`source_only_run` {run_dir!r} was trained with adaptation_loss {baseline['facts']['adaptation_loss']}: "
             "the baseline must be a run with `--adaptation_loss none`."
         )
-    ours = run_facts(args, card_info)
-    differ = [
-        f"{name}: {baseline['facts'].get(name)!r} there, {ours[name]!r} here"
-        for name in SAME_STUDY_FIELDS
-        if baseline["facts"].get(name) != ours[name]
-    ]
+    differ = _differences(baseline["facts"], run_facts(args, card_info), SAME_STUDY_FIELDS)
     if differ:
         raise ValueError(
             f"`source_only_run` {run_dir!r} is not a baseline of this run ({'; '.join(differ)}). Re-run the "
