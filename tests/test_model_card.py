@@ -168,7 +168,7 @@ def test_source_only_run_must_be_a_finished_source_only_run(tmp_path, tiny_model
     with pytest.raises(ValueError, match=r"`source_only_run` .* holds no hf_transfer_run.json.*--adaptation_loss none"):
         recipe.main(model + QUICK + ["--output_dir", str(tmp_path / "a"), "--source_only_run", str(tmp_path)])
     recipe.main(model + QUICK + ["--output_dir", str(tmp_path / "dann")])
-    with pytest.raises(ValueError, match=r"was trained with adaptation_loss \['dann'\]"):
+    with pytest.raises(ValueError, match=r"was trained with adaptation_loss \['dann', 'self_training'\]"):
         recipe.main(model + QUICK + ["--output_dir", str(tmp_path / "b"), "--source_only_run", str(tmp_path / "dann")])
 
 

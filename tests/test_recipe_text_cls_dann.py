@@ -36,7 +36,7 @@ def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
     assert metrics["eval_target_test_accuracy"] == pytest.approx(recomputed)
     assert {"eval_source_validation_accuracy", "eval_target_test_macro_f1", "train_runtime"} <= set(metrics)
     assert (
-        f"target-test accuracy (amazon:books -> amazon:kitchen, adaptation_loss=['dann']): "
+        f"target-test accuracy (amazon:books -> amazon:kitchen, adaptation_loss=['dann', 'self_training']): "
         f"{metrics['eval_target_test_accuracy']:.4f}" in capsys.readouterr().out
     )
     assert {"model.safetensors", "config.json", "all_results.json", "README.md", "tokenizer_config.json"} <= set(
@@ -48,6 +48,9 @@ def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
     )
     card = (out / "README.md").read_text()
     assert "DANN" in card and "Ganin et al." in card and "Amazon reviews, books" in card
+    assert "Self-training" in card and "| dann_max_coefficient | 0.1 |" in card
+    assert "| self_training_teacher | initial |" in card
+    assert "in two stages: 1 step on the source alone, then 1 step from those weights using DANN + Self-training" in card
     assert "| target_test | Amazon reviews, kitchen (Blitzer et al. 2007, bundled), split test | accuracy |" in card
     assert f"{metrics['eval_target_test_accuracy']:.4f}" in card
     assert str(tmp_path) not in card  # no absolute local path in the card

@@ -256,11 +256,14 @@ def test_the_trainer_installs_the_chosen_model_and_keeps_the_other(tmp_path, tex
         saved = load_file(str(out / "adapted" / "model.safetensors"))
         assert all(torch.equal(saved[k], adapted[k]) for k in saved)
         assert set(report["adapted_results"]) >= {"eval_target_test_accuracy", "eval_source_validation_accuracy"}
+    trainer.evaluate()
     trainer.save_model()
     card = (out / "README.md").read_text()
     assert "## Negative-transfer guard" in card
     assert f"kept **the {'adapted' if keep else 'stage-1 (source-only)'} model**" in card
-    assert "| source-only |" in card or "source-only" in card  # the stage-1 results are the card's baseline
+    assert "the source-only model is this\nrun's own stage 1 (its first 3 steps" in card  # the card's baseline
+    stage1_accuracy = trainer.stage1["results"]["eval_target_test_accuracy"]
+    assert f"| accuracy | {stage1_accuracy:.4f} |" in card
 
 
 def test_the_guard_needs_a_stage_one_model(tmp_path, text_domains, tokenizer, source_validation):

@@ -212,9 +212,10 @@ class DomainAdaptationMixin(BaseTrainerMixin):
             purpose = "adapt to the target domain" if reads_predictions else "align source and target features"
             summary = "using " + " + ".join(spec.method.name for spec in specs) + f" to {purpose}."
         if args.source_only_steps:
+            first, second = args.source_only_steps, args.max_steps - args.source_only_steps
             summary = (
-                f"in two stages: {args.source_only_steps} steps on the source alone, then "
-                f"{args.max_steps - args.source_only_steps} steps from those weights " + summary.removeprefix("as ")
+                f"in two stages: {first} step{'s' * (first > 1)} on the source alone, then {second} "
+                f"step{'s' * (second > 1)} from those weights " + summary.removeprefix("as ")
             )
         source_only = Method("Source-only baseline", "fine-tuning on the labeled source rows alone, no adaptation loss")
         return TrainingDescription(

@@ -105,8 +105,8 @@ def write_model_card(
             (same evaluation sets): a source-only run (same model, data, steps and seed, no alignment loss) and an
             oracle trained on target labels. The card then compares, reports the gap closed and flags negative
             transfer (see `hf_transfer.TransferReport`).
-        diagnostics: `TransferDiagnostics.after`'s results (proxy A-distance, plot file), shown in a final card.
-        guard: the report of `DomainAdaptationTrainer.guard_negative_transfer`, shown in a final card.
+        diagnostics, guard: `TransferDiagnostics.after`'s results (proxy A-distance, plot file) and the report of
+            `DomainAdaptationTrainer.guard_negative_transfer`, shown in a final card.
         language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
             datasets are added to the card's own).
     """
@@ -137,8 +137,7 @@ def write_model_card(
         source_dataset=describe_source(source_dataset),
         target_dataset=describe_source(target_dataset) if target_dataset else None,
         strategy=describe_strategy(args, peft_config),
-        diagnostics=diagnostics if checkpoint_step is None else None,
-        guard=_guard_section(guard) if checkpoint_step is None and guard else None,
+        **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results),
         methods=description.methods,
         hyperparameters=common_hyperparameters(trainer) + description.hyperparameters,
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
@@ -406,3 +405,22 @@ def _guard_section(report: dict) -> dict:
         "other_folder": report["other_model_folder"],
         "rows": table,
     }
+
+
+def _final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results) -> dict:
+    """What only a final card shows (diagnostics, the guard), and the steps of the run's own stage 1 when its
+    results are the source-only baseline."""
+    final = checkpoint_step is None
+    return {
+        "diagnostics": diagnostics if final else None,
+        "guard": _guard_section(guard) if final and guard else None,
+        "stage1_steps": _stage1_baseline_steps(trainer, source_only_results),
+    }
+
+
+def _stage1_baseline_steps(trainer, source_only_results: dict | None) -> int | None:
+    """The steps of the run's own stage 1 when its results are the card's source-only baseline, else None."""
+    stage1 = getattr(trainer, "stage1", None)
+    if not stage1 or not source_only_results or stage1["results"] != source_only_results:
+        return None
+    return stage1["step"] or getattr(trainer.args, "source_only_steps", None) or None
