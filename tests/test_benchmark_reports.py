@@ -259,3 +259,53 @@ def test_oracle_accuracy_is_pooled_over_the_rows_and_macro_f1_averaged_over_the_
     assert record["target_macro_f1"] == pytest.approx(0.4)
     assert [fold["rows"] for fold in record["folds"]] == [3, 1]
     assert record["wall_seconds"] == 2.0 and record["cpu_seconds"] == 4.0
+
+
+# ---- the two-stage benchmark -------------------------------------------------------------------------------------
+
+import amazon_two_stage  # noqa: E402
+
+
+def two_stage_records(pair, seed, stage1, source_only, adapted, kept, atc=(0.6, 0.8), dev=0.2):
+    source, target = pair.split(":")
+    base = {"source": source, "target": target, "seed": seed}
+    guard = {
+        "reference": {"atc_target_accuracy": atc[0], "dev": 0.1},
+        "adapted": {"atc_target_accuracy": atc[1], "dev": dev},
+        "agreement": 0.9,
+        "reasons": [],
+    }
+    final = adapted if kept else stage1
+    return [
+        {**base, "method": "stage1", "target_accuracy": stage1},
+        {**base, "method": "source_only", "target_accuracy": source_only, "guard": None, "guard_choice": None,
+         "before_guard_target_accuracy": source_only},
+        {**base, "method": "dann_0.1_st", "target_accuracy": final, "before_guard_target_accuracy": adapted,
+         "guard": guard, "guard_choice": "adapted" if kept else "stage1"},
+    ]  # fmt: skip
+
+
+def test_the_two_stage_summary_and_goals_are_computed_from_the_records():
+    records = two_stage_records("books:kitchen", 42, 0.90, 0.91, 0.93, kept=True)
+    records += two_stage_records("books:kitchen", 43, 0.89, 0.90, 0.88, kept=False)
+    records += two_stage_records("dvd:books", 42, 0.80, 0.82, 0.815, kept=True)
+    summary = amazon_two_stage.summary_records(records)
+    assert [(r["source"], r["seed"], r["source_only"], r["recipe_default"], r["guard_choice"]) for r in summary] == [
+        ("books", 42, 91.0, 93.0, "adapted"), ("books", 43, 90.0, 89.0, "stage1"), ("dvd", 42, 82.0, 81.5, "adapted"),
+    ]  # fmt: skip
+    assert summary[1]["recipe_default_before_guard"] == 88.0 and summary[1]["stage1"] == 89.0
+    table = "\n".join(amazon_two_stage.final_table(records))
+    # books → kitchen: mean of (93 − 91) and (89 − 90) = +0.50; dvd → books: −0.50; mean over the 3 runs: +0.17
+    assert "| books → kitchen | 42, 43 | 90.50 | 89.50 | 90.50 | 91.00 | 1 of 2 | +0.50 |" in table
+    assert "- mean gain over source-only: +0.17 points" in table
+    assert "- pairs better than source-only: 1 of 2" in table and "- worst pair: -0.50 points" in table
+
+
+def test_the_declared_rule_ranks_by_the_atc_estimate_then_dev():
+    records = []
+    for pair in amazon_two_stage.DEV_PAIRS:
+        for method, atc, dev in (("dann_0.1", 0.70, 0.1), ("dann_0.1_st", 0.80, 0.3), ("cdan_e_0.1_st", 0.8005, 0.2)):
+            rows = two_stage_records(pair, 42, 0.8, 0.8, 0.8, kept=True, atc=(0.6, atc), dev=dev)
+            records += [{**r, "method": method} if r["method"] == "dann_0.1_st" else r for r in rows]
+    lines = [line for line in amazon_two_stage.tuning_table(records) if line.startswith("| 1 |")]
+    assert lines[0].startswith("| 1 | cdan_e_0.1_st |")  # 80.05 and 80.00 tie within 0.1 point: the lower DEV wins

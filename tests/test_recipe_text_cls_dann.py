@@ -50,7 +50,9 @@ def test_main_end_to_end_on_bundled_data(tmp_path, tiny_model_dir, capsys):
     assert "DANN" in card and "Ganin et al." in card and "Amazon reviews, books" in card
     assert "Self-training" in card and "| dann_max_coefficient | 0.1 |" in card
     assert "| self_training_teacher | initial |" in card
-    assert "in two stages: 1 step on the source alone, then 1 step from those weights using DANN + Self-training" in card
+    assert (
+        "in two stages: 1 step on the source alone, then 1 step from those weights using DANN + Self-training" in card
+    )
     assert "| target_test | Amazon reviews, kitchen (Blitzer et al. 2007, bundled), split test | accuracy |" in card
     assert f"{metrics['eval_target_test_accuracy']:.4f}" in card
     assert str(tmp_path) not in card  # no absolute local path in the card
