@@ -27,7 +27,7 @@ PUSH = ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-run", "--hub_to
 MODEL_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_args.bin"}
 RUN_FILES = {"README.md", "all_results.json", "hf_transfer_run.json", "trainer_state.json"}
 CHECKPOINT_FILES = MODEL_FILES | {"README.md", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
-CHECKPOINT_FILES |= {"domain_discriminator.safetensors"}
+CHECKPOINT_FILES |= {"domain_discriminator.safetensors", "self_training_teacher.safetensors"}  # the default losses
 
 
 class FakeHub:
