@@ -179,8 +179,18 @@ def common_hyperparameters(trainer) -> list[tuple[str, object]]:
         ("lr_scheduler_type", scheduler.value if hasattr(scheduler, "value") else scheduler),
         ("warmup_steps", f"{args.warmup_steps} × max_steps" if 0 < args.warmup_steps < 1 else args.warmup_steps),
         ("weight_decay", args.weight_decay),
+        ("mixed precision", _precision(args)),
         ("seed", args.seed),
     ]
+
+
+def _precision(args) -> str:
+    """How the run computed: the results above were measured the same way (evaluation runs under the same autocast),
+    while the saved weights are fp32."""
+    if args.bf16 or args.fp16:
+        kind = "bf16" if args.bf16 else "fp16"
+        return f"{kind} autocast, training and evaluation (weights saved in fp32)"
+    return "none (fp32)"
 
 
 def describe_strategy(args, peft_config) -> str:
