@@ -245,6 +245,7 @@ class BaseTrainerMixin:
         unreadable was cut off while saving, e.g. by a killed job: it is skipped (with a warning) or, when named
         explicitly, refused with the complete ones to choose from."""
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        self._resume_checkpoint = resume_from_checkpoint  # the folder resumed from (None: a fresh start)
         num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
         check_label_ranges(num_labels, self.train_dataset, self.eval_dataset)
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)

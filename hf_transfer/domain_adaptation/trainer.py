@@ -25,7 +25,6 @@ from transformers.trainer_utils import seed_worker
 
 from ..base_trainer import BaseTrainerMixin
 from ..callbacks import SamplerEpochCallback, StepEndCallback, ZeroGradientsCallback
-from ..checkpoints import resolve_resume_checkpoint
 from ..distributed import average_gradients, gather_with_gradients
 from ..domain_mixing import DOMAIN_LABELS_KEY, DomainLabelCollator, DomainMixingBatchSampler, TwoDomainDataset
 from ..evaluation.guard import GuardDecision, GuardRule, negative_transfer_guard
@@ -474,10 +473,6 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         for spec in ADAPTATION_LOSSES.values():
             if spec.at_adaptation_start is not None and spec.module_name in self.loss_modules:
                 spec.at_adaptation_start(self.loss_modules[spec.module_name], model, self.args)
-
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        self._resume_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        return super().train(self._resume_checkpoint, *args, **kwargs)
 
     def _resumed_in_stage_two(self) -> None:
         """Resuming past stage 1: its model is the `stage1` folder beside the checkpoint (copied into this run's
