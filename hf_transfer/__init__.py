@@ -25,11 +25,15 @@ from .domain_adaptation import (
 from .domain_mixing import DomainMixingBatchSampler
 from .evaluation import (
     VALIDATORS,
+    GuardDecision,
+    GuardRule,
     LabelFreeModelSelection,
     TransferDiagnostics,
     TransferReport,
     label_free_validators,
     linear_probe,
+    negative_transfer_guard,
+    redecide,
 )
 from .features import embed_and_predict, extract_features
 from .fine_tuning import FineTuningConfig, FineTuningMixin, FineTuningTrainer
@@ -57,6 +61,8 @@ __all__ = [
     "FineTuningConfig",
     "FineTuningMixin",
     "FineTuningTrainer",
+    "GuardDecision",
+    "GuardRule",
     "LabelFreeModelSelection",
     "LossInputs",
     "LossSpec",
@@ -84,4 +90,6 @@ __all__ = [
     "load_metric",
     "minimum_class_confusion_loss",
     "mmd_loss",
+    "negative_transfer_guard",
+    "redecide",
 ]

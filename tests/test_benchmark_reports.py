@@ -266,15 +266,15 @@ def test_oracle_accuracy_is_pooled_over_the_rows_and_macro_f1_averaged_over_the_
 import amazon_two_stage  # noqa: E402
 
 
-def two_stage_records(pair, seed, stage1, source_only, adapted, kept, atc=(0.6, 0.8), dev=0.2):
+def evidence(atc, dev):
+    return {"atc_target_accuracy": atc, "atc_threshold": -0.3, "source_accuracy": 0.85, "target_diversity": 0.9,
+            "target_class_shares": [0.5, 0.5], "dev": dev}  # fmt: skip
+
+
+def two_stage_records(pair, seed, stage1, source_only, adapted, kept, atc=(0.6, 0.8), dev=0.2, agreement=0.95):
     source, target = pair.split(":")
     base = {"source": source, "target": target, "seed": seed}
-    guard = {
-        "reference": {"atc_target_accuracy": atc[0], "dev": 0.1},
-        "adapted": {"atc_target_accuracy": atc[1], "dev": dev},
-        "agreement": 0.9,
-        "reasons": [],
-    }
+    guard = {"reference": evidence(atc[0], 0.1), "adapted": evidence(atc[1], dev), "agreement": agreement}
     final = adapted if kept else stage1
     return [
         {**base, "method": "stage1", "target_accuracy": stage1},
@@ -297,8 +297,24 @@ def test_the_two_stage_summary_and_goals_are_computed_from_the_records():
     table = "\n".join(amazon_two_stage.final_table(records))
     # books → kitchen: mean of (93 − 91) and (89 − 90) = +0.50; dvd → books: −0.50; mean over the 3 runs: +0.17
     assert "| books → kitchen | 42, 43 | 90.50 | 89.50 | 90.50 | 91.00 | 1 of 2 | +0.50 |" in table
-    assert "- mean gain over source-only: +0.17 points" in table
-    assert "- pairs better than source-only: 1 of 2" in table and "- worst pair: -0.50 points" in table
+    assert "- rule 1: mean gain over source-only +0.17 points" in table
+    assert "pairs better than source-only 1 of 2" in table and "worst pair -0.50 points" in table
+
+
+def test_guard_rule_two_is_applied_to_the_stored_evidence_of_each_run():
+    # rule 1 kept both adapted models; rule 2 reverts the one that changed 12 % of the target predictions
+    records = two_stage_records("electronics:dvd", 43, 0.82, 0.83, 0.80, kept=True, agreement=0.88)
+    records += two_stage_records("dvd:books", 43, 0.87, 0.87, 0.88, kept=True, agreement=0.95)
+    summary = amazon_two_stage.summary_records(records)
+    assert [(r["guard_choice"], r["guard_choice_rule2"], r["recipe_default_rule2"]) for r in summary] == [
+        ("adapted", "adapted", 88.0), ("adapted", "stage1", 82.0),
+    ]  # fmt: skip
+    table = "\n".join(amazon_two_stage.final_table(records))
+    # rule 1: (88 − 87) and (80 − 83): mean −1.00; rule 2: (88 − 87) and (82 − 83): mean 0.00
+    assert "- rule 1: mean gain over source-only -1.00 points" in table
+    assert "- rule 2: mean gain over source-only +0.00 points" in table
+    # per seed: rule 1 lost 2 points against the better model (stage 1, 82) on one run; rule 2 on none
+    assert "| 43 | 2 | 84.50 | 84.00 | 84.00 | 2 | 1 | 85.00 | 1 | 0 |" in table
 
 
 def test_the_declared_rule_ranks_by_the_atc_estimate_then_dev():

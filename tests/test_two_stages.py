@@ -22,6 +22,7 @@ from hf_transfer.evaluation.guard import (
     decide,
     negative_transfer_guard,
     prediction_diversity,
+    redecide,
 )
 
 LOSSES = ["dann", "self_training"]
@@ -204,9 +205,33 @@ def test_the_declared_rule_on_fixed_evidence(adapted, choice, reason):
     assert decision.choice == choice and decision.keeps_adapted == (choice == "adapted")
     assert reason in "; ".join(decision.reasons)
     assert decision.to_dict()["rule"] == {
-        "min_atc_gain": 0.0, "max_source_accuracy_drop": 0.02, "max_diversity_drop": 0.1,
+        "min_atc_gain": 0.0, "max_source_accuracy_drop": 0.02, "max_diversity_drop": 0.1, "min_agreement": 0.9,
         "atc_score": "negative_entropy",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("agreement, rule, choice", [
+    (0.90, GuardRule(), "adapted"),  # rule 2: at least 90 % of the target predictions unchanged
+    (0.899, GuardRule(), "reference"),
+    (0.50, GuardRule(min_agreement=0.0), "adapted"),  # rule 1 does not use agreement
+])  # fmt: skip
+def test_rule_two_reverts_when_the_adapted_model_changes_more_than_a_tenth_of_the_predictions(agreement, rule, choice):
+    decision = decide(evidence(), evidence(atc=0.95), agreement=agreement, rule=rule)
+    assert decision.choice == choice
+    if choice == "reference":
+        assert "agreement with the reference 0.8990 < 0.9" in decision.reasons
+
+
+def test_another_rule_can_be_applied_to_a_stored_decision():
+    rule_one = GuardRule(min_agreement=0)
+    decision = decide(evidence(), evidence(atc=0.95), agreement=0.86, rule=rule_one, target_rows=1000, source_rows=400)
+    stored = json.loads(json.dumps(decision.to_dict()))
+    assert stored["keeps_adapted"]
+    again = redecide(stored, GuardRule())
+    assert again.choice == "reference" and again.target_rows == 1000 and again.agreement == 0.86
+    assert redecide(stored, rule_one).to_dict() == stored
+    with pytest.raises(ValueError, match="min_agreement"):
+        GuardRule(min_agreement=1.5)
 
 
 def test_the_guard_never_reads_target_labels(text_domains, tokenizer, source_validation):
@@ -238,7 +263,7 @@ def test_the_trainer_installs_the_chosen_model_and_keeps_the_other(tmp_path, tex
     adapted = weights(trainer)
     # a rule that must keep the adapted model, or one that cannot
     rule = (
-        GuardRule(min_atc_gain=-1.0, max_source_accuracy_drop=1.0, max_diversity_drop=1.0)
+        GuardRule(min_atc_gain=-1.0, max_source_accuracy_drop=1.0, max_diversity_drop=1.0, min_agreement=0.0)
         if keep
         else GuardRule(min_atc_gain=1.1)
     )

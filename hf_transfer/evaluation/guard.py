@@ -15,11 +15,13 @@ target rows, and measures for each:
 - **DEV** (deep embedded validation, You et al. 2019), the source validation loss importance-weighted towards the
   target (evidence only, not in the rule);
 
-and, between them, their **agreement** on the target rows (evidence only).
+and, between them, their **agreement** on the target rows.
 
-The rule (`GuardRule`, fixed before any benchmark ran): keep the adapted model when its ATC estimate is not lower
-than the reference's (by more than `min_atc_gain` allows), its source accuracy dropped by at most
-`max_source_accuracy_drop` and its diversity by at most `max_diversity_drop`; otherwise keep the reference.
+The rule (`GuardRule`, each part declared in `docs/benchmarks.md` before the runs that test it): keep the adapted
+model when its ATC estimate is not lower than the reference's (by more than `min_atc_gain` allows), its source
+accuracy dropped by at most `max_source_accuracy_drop`, its diversity by at most `max_diversity_drop`, and it
+agrees with the reference on at least `min_agreement` of the target rows (rule 2: a weak adaptation loss that
+changes more than a tenth of the predictions cannot be vouched for without labels); otherwise keep the reference.
 
 `negative_transfer_guard(reference, adapted, source_validation, target)` works on any two classifiers (e.g. your
 source-only and adapted models); `DomainAdaptationTrainer.guard_negative_transfer` runs it on a two-stage run.
@@ -44,12 +46,15 @@ class GuardRule:
         min_atc_gain: the adapted model's ATC estimate minus the reference's must be at least this (0: not lower).
         max_source_accuracy_drop: the reference's source-validation accuracy minus the adapted model's, at most.
         max_diversity_drop: the reference's target diversity minus the adapted model's, at most.
+        min_agreement: the share of target rows on which both models predict the same class, at least (0.9: rule 2
+            of the declared protocol; 0: rule 1, agreement not used).
         atc_score: `"negative_entropy"` (ATC-NE) or `"max_confidence"` (ATC-MC).
     """
 
     min_atc_gain: float = 0.0
     max_source_accuracy_drop: float = 0.02
     max_diversity_drop: float = 0.1
+    min_agreement: float = 0.9
     atc_score: str = "negative_entropy"
 
     def __post_init__(self):
@@ -58,6 +63,8 @@ class GuardRule:
         for name in ("max_source_accuracy_drop", "max_diversity_drop"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if not 0 <= self.min_agreement <= 1:
+            raise ValueError(f"`min_agreement` must be in [0, 1], got {self.min_agreement}.")
         if not math.isfinite(self.min_atc_gain):
             raise ValueError(f"`min_atc_gain` must be finite, got {self.min_atc_gain}.")
 
@@ -175,14 +182,26 @@ def decide(reference: ModelEvidence, adapted: ModelEvidence, agreement: float, r
     diversity_drop = reference.target_diversity - adapted.target_diversity
     if diversity_drop > rule.max_diversity_drop:
         reasons.append(f"target diversity dropped {diversity_drop:.3f} > {rule.max_diversity_drop} (collapse)")
+    if agreement < rule.min_agreement:
+        reasons.append(f"agreement with the reference {agreement:.4f} < {rule.min_agreement}")
     if not reasons:
         reasons = [
-            f"ATC estimate {atc_gain:+.4f}, source accuracy {-source_drop:+.4f}, diversity {-diversity_drop:+.3f}"
+            f"ATC estimate {atc_gain:+.4f}, source accuracy {-source_drop:+.4f}, diversity {-diversity_drop:+.3f}, "
+            f"agreement {agreement:.4f}"
         ]
         choice = "adapted"
     else:
         choice = "reference"
     return GuardDecision(choice, reasons, reference, adapted, agreement, rule, **rows)
+
+
+def redecide(report: dict, rule: GuardRule) -> GuardDecision:
+    """Apply another `rule` to the evidence of a stored decision (`GuardDecision.to_dict()`, e.g. the
+    `negative_transfer_guard.json` of a run): nothing is recomputed, no model is needed."""
+    fields = ModelEvidence.__dataclass_fields__
+    reference, adapted = (ModelEvidence(**{k: report[name][k] for k in fields}) for name in ("reference", "adapted"))
+    rows = {k: report[k] for k in ("target_rows", "source_rows") if k in report}
+    return decide(reference, adapted, report["agreement"], rule, **rows)
 
 
 def negative_transfer_guard(

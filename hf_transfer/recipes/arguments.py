@@ -114,10 +114,10 @@ class EvaluationArguments:
         default=None,
         metadata={
             "help": "After a two-stage run (--source_only_steps or --stage1_run) with an adaptation loss, keep the "
-            "adapted model only if the label-free evidence (ATC estimate, source accuracy, prediction diversity) "
-            "says it is not worse than the stage-1 model; the other is kept in a subfolder. It needs held-out "
-            "source rows: default (unset) on when the run has them, true: required (an error without them), "
-            "false: off."
+            "adapted model only if the label-free evidence (ATC estimate, source accuracy, prediction diversity, "
+            "agreement with the stage-1 model) says it is not worse than the stage-1 model; the other is kept in a "
+            "subfolder. It needs held-out source rows: default (unset) on when the run has them, true: required (an "
+            "error without them), false: off."
         },
     )
     guard_target_rows: int = field(
