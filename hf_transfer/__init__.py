@@ -1,13 +1,15 @@
-"""hf_transfer: transfer learning and unsupervised domain adaptation for Hugging Face `transformers` models.
+"""hf_transfer: transfer learning, unsupervised domain adaptation and knowledge distillation for Hugging Face
+`transformers` models.
 
-One subpackage per trainer family (`fine_tuning`, `domain_adaptation`), each a config + trainer pair; what the
-families share sits in named modules beside them (`base_config`, `base_trainer`, `strategies`, `features`,
-`evaluation`, `hub`, ...). Every public name is importable from here.
+One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`), each a config + trainer
+pair; what the families share sits in named modules beside them (`base_config`, `base_trainer`, `strategies`,
+`features`, `evaluation`, `hub`, ...). Every public name is importable from here.
 """
 
 from .base_config import BaseConfig
 from .base_trainer import BaseTrainerMixin, NonFiniteLossError
 from .data import AMAZON_DOMAINS, load_amazon_reviews, load_digits, load_domain_dataset
+from .distillation import DistillationConfig, DistillationMixin, DistillationTrainer, build_student, distillation_loss
 from .domain_adaptation import (
     ADAPTATION_LOSSES,
     DomainAdaptationConfig,
@@ -53,6 +55,9 @@ __all__ = [
     "VALIDATORS",
     "BaseConfig",
     "BaseTrainerMixin",
+    "DistillationConfig",
+    "DistillationMixin",
+    "DistillationTrainer",
     "DomainAdaptationConfig",
     "DomainAdaptationMixin",
     "DomainAdaptationTrainer",
@@ -74,8 +79,10 @@ __all__ = [
     "TransferReport",
     "TransferTrainer",
     "compute_classification_metrics",
+    "build_student",
     "coral_loss",
     "dann_coefficient",
+    "distillation_loss",
     "domain_adversarial_loss",
     "embed_and_predict",
     "extract_features",

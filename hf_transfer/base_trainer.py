@@ -399,6 +399,7 @@ class BaseTrainerMixin:
         info = {**getattr(self, "_model_card_info", {}), **getattr(self, "_baselines", {})}
         info["diagnostics"] = getattr(self, "_diagnostics", None)
         info["guard"] = getattr(self, "_guard_report", None)
+        info["teacher"] = getattr(self, "_teacher_report", None)
         if finetuned_from and not info.get("base_model"):
             info["base_model"] = finetuned_from
         info.update(

@@ -5,9 +5,11 @@ ignore label) and `DomainLabelCollator` adds each row's domain (`domain_labels`:
 """
 
 import math
+from functools import partial
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers.trainer_utils import seed_worker
 
 DOMAIN_LABELS_KEY = "domain_labels"
 
@@ -89,3 +91,39 @@ class DomainLabelCollator:
         batch = self.collator(features)
         batch[DOMAIN_LABELS_KEY] = torch.tensor(domains, dtype=torch.long)
         return batch
+
+
+def mixed_dataloader(trainer, source, target, label_key: str, source_rows: int, target_rows: int) -> DataLoader:
+    """The training DataLoader of a trainer whose batches hold `source_rows` rows of `source` (labeled) and
+    `target_rows` rows of `target` (unlabeled, or `None` with `target_rows=0`), prepared by its accelerator."""
+    args = trainer.args
+    sampler = DomainMixingBatchSampler(
+        num_source=len(source),
+        num_target=len(target) if target is not None else 0,
+        source_rows=source_rows,
+        target_rows=target_rows,
+        seed=args.data_seed if args.data_seed is not None else args.seed,
+    )
+    dataloader = DataLoader(
+        TwoDomainDataset(source, target, label_key),
+        batch_sampler=sampler,
+        collate_fn=DomainLabelCollator(trainer.data_collator),
+        num_workers=args.dataloader_num_workers,
+        pin_memory=args.dataloader_pin_memory,
+        persistent_workers=args.dataloader_persistent_workers if args.dataloader_num_workers else False,
+        worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+    )
+    return trainer.accelerator.prepare(dataloader)
+
+
+def unlabeled_rows_like(source, target, label_key: str, argument: str):
+    """`target` with the model-input columns of `source` only (its labels, if any, dropped unread)."""
+    target = target.remove_columns([c for c in ("label", "labels") if c in target.column_names])
+    missing = sorted(set(source.column_names) - {label_key} - set(target.column_names))
+    if missing:
+        raise ValueError(
+            f"`{argument}` lacks the model-input column(s) {missing} that `train_dataset` has: preprocess both "
+            "datasets the same way (same tokenizer / image processor)."
+        )
+    extra = [c for c in target.column_names if c not in source.column_names]
+    return target.remove_columns(extra) if extra else target

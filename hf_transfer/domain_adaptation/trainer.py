@@ -12,7 +12,6 @@ import inspect
 import json
 import os
 import shutil
-from functools import partial
 
 import datasets
 import torch
@@ -21,12 +20,11 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import seed_worker
 
 from ..base_trainer import BaseTrainerMixin
 from ..callbacks import SamplerEpochCallback, StepEndCallback, ZeroGradientsCallback
 from ..distributed import average_gradients, gather_with_gradients
-from ..domain_mixing import DOMAIN_LABELS_KEY, DomainLabelCollator, DomainMixingBatchSampler, TwoDomainDataset
+from ..domain_mixing import DOMAIN_LABELS_KEY, mixed_dataloader, unlabeled_rows_like
 from ..evaluation.guard import GuardDecision, GuardRule, negative_transfer_guard
 from ..features import capture_head_input, feature_dim, pool_features
 from ..hub.model_card import Method, TrainingDescription
@@ -246,36 +244,12 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 f"`train_dataset` has {len(source)} rows, fewer than the {args.source_rows_per_batch} source rows "
                 "of one batch: lower `per_device_train_batch_size` or add data."
             )
-        sampler = DomainMixingBatchSampler(
-            num_source=len(source),
-            num_target=len(target) if target is not None else 0,
-            source_rows=args.source_rows_per_batch,
-            target_rows=args.target_rows_per_batch,
-            seed=args.data_seed if args.data_seed is not None else args.seed,
-        )
-        dataloader = DataLoader(
-            TwoDomainDataset(source, target, label_key),
-            batch_sampler=sampler,
-            collate_fn=DomainLabelCollator(self.data_collator),
-            num_workers=args.dataloader_num_workers,
-            pin_memory=args.dataloader_pin_memory,
-            persistent_workers=args.dataloader_persistent_workers if args.dataloader_num_workers else False,
-            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
-        )
-        return self.accelerator.prepare(dataloader)
+        return mixed_dataloader(self, source, target, label_key, args.source_rows_per_batch, args.target_rows_per_batch)
 
     def _target_rows_like(self, source, label_key: str):
         """The target dataset with the source's model-input columns only (its labels, if any, dropped)."""
         target = self._prepare_domain_dataset(self.target_dataset, "target_dataset")
-        target = target.remove_columns([c for c in ("label", "labels") if c in target.column_names])
-        missing = sorted(set(source.column_names) - {label_key} - set(target.column_names))
-        if missing:
-            raise ValueError(
-                f"`target_dataset` lacks the model-input column(s) {missing} that `train_dataset` has: "
-                "preprocess both datasets the same way (same tokenizer / image processor)."
-            )
-        extra = [c for c in target.column_names if c not in source.column_names]
-        return target.remove_columns(extra) if extra else target
+        return unlabeled_rows_like(source, target, label_key, "target_dataset")
 
     def _prepare_domain_dataset(self, dataset, argument: str):
         if not isinstance(dataset, datasets.Dataset):

@@ -92,6 +92,7 @@ def write_model_card(
     pipeline_tag: str | None = None,
     diagnostics: dict | None = None,
     guard: dict | None = None,
+    teacher: dict | None = None,
 ) -> str:
     """Render the card of a run into `output_dir/README.md` (default: `trainer.args.output_dir`); return its path.
 
@@ -107,6 +108,8 @@ def write_model_card(
             transfer (see `hf_transfer.TransferReport`).
         diagnostics, guard: `TransferDiagnostics.after`'s results (proxy A-distance, plot file) and the report of
             `DomainAdaptationTrainer.guard_negative_transfer`, shown in a final card.
+        teacher: a distilled student's teacher (`DistillationTrainer.evaluate_teacher`): its name, size and
+            results, shown next to the student's in a final card.
         language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
             datasets are added to the card's own).
     """
@@ -138,6 +141,7 @@ def write_model_card(
         target_dataset=describe_source(target_dataset) if target_dataset else None,
         strategy=describe_strategy(args, peft_config),
         **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results),
+        teacher=_teacher_section(teacher, results) if checkpoint_step is None and teacher else None,
         methods=description.methods,
         hyperparameters=common_hyperparameters(trainer) + description.hyperparameters,
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
@@ -414,6 +418,26 @@ def _guard_section(report: dict) -> dict:
         "source_rows": report["source_rows"],
         "other_folder": report["other_model_folder"],
         "rows": table,
+    }
+
+
+def _teacher_section(report: dict, results: dict) -> dict:
+    """The card's rows for a distilled student: the teacher's results next to the student's, and the share kept."""
+    rows = []
+    for key, value in sorted(report["results"].items()):
+        if not key.endswith(METRICS):
+            continue
+        mine = results.get(key)
+        kept = "–" if mine is None or not value else f"{100 * mine / value:.1f} %"
+        rows.append({"name": key.removeprefix("eval_"), "teacher": f"{value:.4f}",
+                     "student": "not measured" if mine is None else f"{mine:.4f}", "kept": kept})  # fmt: skip
+    layers = report.get("student_layers")
+    return {
+        "name": report["teacher"],
+        "teacher_parameters": f"{report['teacher_parameters']:,}",
+        "student_parameters": f"{report['student_parameters']:,}",
+        "construction": f"built from the teacher, keeping its layers {layers}" if layers else "given to the trainer",
+        "rows": rows,
     }
 
 
