@@ -28,14 +28,11 @@ Other runs:
 includes the transfer strategies: `--transfer_strategy lora|dora|ia3|feature_extraction|freeze_layers ...`).
 """
 
-import os
-from dataclasses import dataclass, field
-
 from transformers import DataCollatorWithPadding, set_seed
 
 from hf_transfer import DomainAdaptationConfig
 from hf_transfer.cpu_threads import cpu_precision_defaults
-from hf_transfer.recipes.arguments import EvaluationArguments, TextModelArguments
+from hf_transfer.recipes.arguments import EvaluationArguments, TextDomainDataArguments, TextModelArguments
 from hf_transfer.recipes.baselines import use_stage1_run
 from hf_transfer.recipes.models import load_text_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
@@ -43,41 +40,10 @@ from hf_transfer.recipes.preprocessing import (
     check_text_columns,
     domain_card_info,
     label_names_of,
-    load_split,
+    load_text_domain_sets,
     prepare_text_sets,
 )
 from hf_transfer.recipes.run import setup_logging, train_domain_adaptation
-
-
-@dataclass
-class DataArguments:
-    source_dataset: str = field(
-        default="amazon:books",
-        metadata={"help": "Labeled source data: 'amazon:<domain>' (bundled), a local file/folder or a Hub dataset id."},
-    )
-    source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
-    source_validation_split: str | None = field(
-        default="validation",
-        metadata={"help": "Split of source_dataset to validate on; 'none' to skip. Ignored for single local files."},
-    )
-    target_dataset: str = field(
-        default="amazon:kitchen",
-        metadata={"help": "Unlabeled target data: 'amazon:<domain>', a local file/folder or a Hub dataset id."},
-    )
-    target_train_split: str = field(
-        default="unlabeled", metadata={"help": "Split of target_dataset used (without labels) for adaptation."}
-    )
-    target_test_dataset: str | None = field(
-        default=None, metadata={"help": "Labeled target test data. Default: target_dataset."}
-    )
-    target_test_split: str = field(default="test", metadata={"help": "Split of the target test data."})
-    text_column: str = field(default="text", metadata={"help": "Column with the text."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column (pairs)."})
-    label_column: str = field(default="label", metadata={"help": "Column with the label (source and target test)."})
-    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer ones are truncated)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many source rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
-
 
 # This recipe's defaults for `DomainAdaptationConfig` fields: a run of at most 10 minutes on a 2-core CPU, in two
 # stages (150 source-only steps, then 150 adapting from them) ending with the negative-transfer guard. Stage 2 is
@@ -102,39 +68,15 @@ RECIPE_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_recipe_args(
-        (TextModelArguments, DataArguments, EvaluationArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
-    )
-
-
-def load_datasets(data_args: DataArguments, seed: int) -> dict:
-    """{name: (dataset or None, argument)}: the source train and validation splits, the unlabeled target rows and
-    the labeled target test set."""
-    source, test_spec = data_args.source_dataset, data_args.target_test_dataset or data_args.target_dataset
-    max_train, max_eval = data_args.max_train_samples, data_args.max_eval_samples
-    validation = None
-    if not os.path.isfile(source):  # a single local file has no validation split
-        validation = load_split(source, data_args.source_validation_split, "source_dataset", max_eval, seed)
-    target = load_split(data_args.target_dataset, data_args.target_train_split, "target_dataset")
-    return {
-        "source": (
-            load_split(source, data_args.source_train_split, "source_dataset", max_train, seed),
-            "source_dataset",
-        ),
-        "source_validation": (validation, "source_dataset"),
-        "target": (target, "target_dataset"),
-        "target_test": (
-            load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed),
-            "target_test_dataset",
-        ),
-    }
+    dataclasses = (TextModelArguments, TextDomainDataArguments, EvaluationArguments, DomainAdaptationConfig)
+    return parse_recipe_args(dataclasses, RECIPE_DEFAULTS, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, evaluation_args, training_args = parse_args(argv)
     setup_logging()
     stage1 = use_stage1_run(model_args, evaluation_args, training_args)
-    raw = load_datasets(data_args, training_args.seed)
+    raw = load_text_domain_sets(data_args, training_args.seed)
     check_text_columns(raw, data_args, unlabeled=("target",))
     label_names = label_names_of(raw["source"][0], data_args.label_column)
 

@@ -81,6 +81,7 @@ class DistillationMixin(BaseTrainerMixin):
         super().__init__(model, args, *trainer_args, peft_config=peft_config, **kwargs)
         self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
         self._teacher_report: dict | None = None
+        self._teacher_name: str | None = None
         self.layer_map, self.projection = self._build_projection()
         if self.projection is not None and self.projection.has_parameters:
             self._check_projection_can_train()
@@ -276,11 +277,16 @@ class DistillationMixin(BaseTrainerMixin):
         self._teacher_report = {**self._teacher_description(), "results": results}
         return results
 
+    def set_teacher_name(self, name: str) -> None:
+        """How the card names the teacher (e.g. "all-MiniLM-L6-v2 fine-tuned on amazon:books (train)"); default: its
+        Hub id, or the name of its local folder."""
+        self._teacher_name = name
+
     def _teacher_description(self) -> dict:
         student = self.accelerator.unwrap_model(self.model)
         built = getattr(getattr(student, "config", None), STUDENT_RECORD, None)
         return {
-            "teacher": describe_source(getattr(self.teacher.config, "_name_or_path", None)),
+            "teacher": self._teacher_name or describe_source(getattr(self.teacher.config, "_name_or_path", None)),
             "teacher_parameters": sum(p.numel() for p in self.teacher.parameters()),
             "student_parameters": sum(p.numel() for p in student.parameters()),
             "student_layers": None if built is None else built.get("layers"),

@@ -106,12 +106,10 @@ def write_model_card(
             (same evaluation sets): a source-only run (same model, data, steps and seed, no alignment loss) and an
             oracle trained on target labels. The card then compares, reports the gap closed and flags negative
             transfer (see `hf_transfer.TransferReport`).
-        diagnostics, guard: `TransferDiagnostics.after`'s results (proxy A-distance, plot file) and the report of
-            `DomainAdaptationTrainer.guard_negative_transfer`, shown in a final card.
-        teacher: a distilled student's teacher (`DistillationTrainer.evaluate_teacher`): its name, size and
-            results, shown next to the student's in a final card.
-        language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states (tags and
-            datasets are added to the card's own).
+        diagnostics, guard, teacher: shown in a final card: `TransferDiagnostics.after`'s results (proxy
+            A-distance, plot), `DomainAdaptationTrainer.guard_negative_transfer`'s report, a distilled student's
+            teacher (`DistillationTrainer.evaluate_teacher`: its name, size and results next to the student's).
+        language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states.
     """
     args = trainer.args
     base = _base_model_of(trainer.model)
@@ -140,8 +138,7 @@ def write_model_card(
         source_dataset=describe_source(source_dataset),
         target_dataset=describe_source(target_dataset) if target_dataset else None,
         strategy=describe_strategy(args, peft_config),
-        **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results),
-        teacher=_teacher_section(teacher, results) if checkpoint_step is None and teacher else None,
+        **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results),
         methods=description.methods,
         hyperparameters=common_hyperparameters(trainer) + description.hyperparameters,
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
@@ -441,13 +438,14 @@ def _teacher_section(report: dict, results: dict) -> dict:
     }
 
 
-def _final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results) -> dict:
-    """What only a final card shows (diagnostics, the guard), and the steps of the run's own stage 1 when its
-    results are the source-only baseline."""
+def _final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results) -> dict:
+    """What only a final card shows (diagnostics, the guard, the teacher), and the steps of the run's own stage 1
+    when its results are the source-only baseline."""
     final = checkpoint_step is None
     return {
         "diagnostics": diagnostics if final else None,
         "guard": _guard_section(guard) if final and guard else None,
+        "teacher": _teacher_section(teacher, results) if final and teacher else None,
         "stage1_steps": _stage1_baseline_steps(trainer, source_only_results),
     }
 

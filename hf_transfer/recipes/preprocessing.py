@@ -21,6 +21,30 @@ def load_split(spec: str, split: str | None, argument: str, max_rows: int | None
     return dataset
 
 
+def load_text_domain_sets(data_args, seed: int) -> dict:
+    """{name: (dataset or None, argument)} of a `TextDomainDataArguments`: the source train and validation splits,
+    the unlabeled target rows and the labeled target test set (`None` where 'none' or not given)."""
+    source, target_spec = data_args.source_dataset, data_args.target_dataset
+    if target_spec in ("", "none"):
+        target_spec = None
+    test_spec = data_args.target_test_dataset or target_spec
+    max_train, max_eval = data_args.max_train_samples, data_args.max_eval_samples
+    validation = target = test = None
+    if not os.path.isfile(source):  # a single local file has no validation split
+        validation = load_split(source, data_args.source_validation_split, "source_dataset", max_eval, seed)
+    if target_spec is not None:
+        target = load_split(target_spec, data_args.target_train_split, "target_dataset")
+    if test_spec not in (None, "", "none"):
+        test = load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed)
+    train = load_split(source, data_args.source_train_split, "source_dataset", max_train, seed)
+    return {
+        "source": (train, "source_dataset"),
+        "source_validation": (validation, "source_dataset"),
+        "target": (target, "target_dataset"),
+        "target_test": (test, "target_test_dataset"),
+    }
+
+
 def check_columns(dataset: datasets.Dataset, argument: str, columns: list[str], fix: str) -> None:
     missing = [column for column in columns if column not in dataset.column_names]
     if missing:
@@ -189,14 +213,16 @@ def fine_tuning_card_info(base_model: str | None, data_args) -> dict:
 
 
 def domain_card_info(base_model: str | None, data_args, source_eval: str, source_eval_split: str | None) -> dict:
-    """What a domain-adaptation recipe's card says of its model and data (`trainer.set_model_card_info`)."""
-    test_spec = data_args.target_test_dataset or data_args.target_dataset
+    """What a recipe trained on two domains says of its model and data in its card (`trainer.set_model_card_info`);
+    a target (or target test) set given as 'none' is left out."""
+    target = None if data_args.target_dataset in (None, "", "none") else data_args.target_dataset
+    test_spec = data_args.target_test_dataset or target
+    eval_datasets = {source_eval: describe_dataset(data_args.source_dataset, source_eval_split)}
+    if test_spec not in (None, "", "none"):
+        eval_datasets["target_test"] = describe_dataset(test_spec, data_args.target_test_split)
     return dict(
         base_model=base_model,
         source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
-        target_dataset=describe_dataset(data_args.target_dataset, data_args.target_train_split),
-        eval_datasets={
-            source_eval: describe_dataset(data_args.source_dataset, source_eval_split),
-            "target_test": describe_dataset(test_spec, data_args.target_test_split),
-        },
+        target_dataset=None if target is None else describe_dataset(target, data_args.target_train_split),
+        eval_datasets=eval_datasets,
     )

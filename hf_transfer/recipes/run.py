@@ -1,6 +1,6 @@
 """A recipe run once its model and data are ready: train with the family's trainer, evaluate, save, write the run
-summary and the card, push when asked. `train_fine_tuning` and `train_domain_adaptation` are what the recipes of
-each family share; `finish_run` is the end of every run."""
+summary and the card, push when asked. `train_fine_tuning`, `train_domain_adaptation` and `train_distillation` are
+what the recipes of each family share; `finish_run` is the end of every run."""
 
 import json
 import logging
@@ -11,6 +11,7 @@ import datasets
 import transformers
 
 from ..cpu_threads import use_all_cpu_cores_in_a_single_cpu_process
+from ..distillation import DistillationTrainer
 from ..domain_adaptation import DomainAdaptationTrainer
 from ..evaluation.report import TransferReport
 from ..fine_tuning import FineTuningTrainer
@@ -104,6 +105,48 @@ def train_domain_adaptation(
     metrics = finish_run(trainer, train_result, report=report)
     if trainer.stage1 is not None and trainer.is_world_process_zero():
         print(side_by_side(trainer, metrics))
+    return metrics
+
+
+def train_distillation(
+    training_args,
+    *,
+    student,
+    teacher,
+    teacher_name: str,
+    processing_class,
+    data_collator,
+    train_dataset,
+    unlabeled_dataset,
+    eval_datasets: dict,
+    card_info: dict,
+    report: str,
+) -> dict[str, float]:
+    """The distillation recipes once teacher, student and data are ready: training, the teacher evaluated on the
+    same sets (for the card and the side-by-side print), the end."""
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=training_args,
+        train_dataset=train_dataset,
+        unlabeled_dataset=unlabeled_dataset,
+        eval_dataset=eval_datasets or None,
+        processing_class=processing_class,
+        data_collator=data_collator,
+        compute_metrics=compute_classification_metrics,
+    )
+    trainer.set_model_card_info(**card_info)
+    trainer.set_teacher_name(teacher_name)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    teacher_results = trainer.evaluate_teacher() if eval_datasets else {}
+    metrics = finish_run(trainer, train_result, report=report)
+    if trainer.is_world_process_zero() and teacher_results:
+        pairs = [
+            f"{key.removeprefix('eval_')}: teacher {value:.4f} | student {metrics.get(key, float('nan')):.4f}"
+            for key, value in teacher_results.items()
+            if key.endswith("_accuracy")
+        ]
+        print("; ".join(pairs))
     return metrics
 
 
@@ -260,5 +303,7 @@ def write_run_summary(trainer, metrics: dict[str, float]) -> None:
         summary["stage1"] = {"step": trainer.stage1["step"], "results": trainer.stage1["results"]}
     if getattr(trainer, "_guard_report", None):
         summary["negative_transfer_guard"] = trainer._guard_report
+    if getattr(trainer, "_teacher_report", None):
+        summary["teacher"] = trainer._teacher_report
     with open(os.path.join(trainer.args.output_dir, RUN_SUMMARY_NAME), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
