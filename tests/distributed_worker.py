@@ -17,7 +17,12 @@ import torch.distributed as dist  # noqa: E402
 from conftest import SOURCE_TOPIC, TARGET_TOPIC, make_reviews, tiny_bert, tokenize  # noqa: E402
 from transformers import BertTokenizer  # noqa: E402
 
-from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer  # noqa: E402
+from hf_transfer import (  # noqa: E402
+    DistillationConfig,
+    DistillationTrainer,
+    DomainAdaptationConfig,
+    DomainAdaptationTrainer,
+)
 from hf_transfer.domain_mixing import DOMAIN_LABELS_KEY  # noqa: E402
 
 OLD_LOSSES = ["dann", "mmd", "coral", "im", "mcc"]
@@ -73,10 +78,45 @@ def global_batch_step(
     return losses, weights
 
 
+def distillation_step(output_dir: str, tokenizer, labeled, unlabeled, per_device_train_batch_size: int):
+    """One SGD step of distillation (soft labels on labeled and unlabeled rows, hidden states through the projection
+    of a narrower student) on dropout-free models; the logged losses and the weights (student and projection) after
+    it. Run with 2 processes × 8 rows and 1 process × 16 rows: the same global batch, so both must agree."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.5)
+    student_config = BertConfig(
+        vocab_size=tiny_bert().config.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=20, max_position_embeddings=32, **no_dropout,
+    )  # fmt: skip
+    torch.manual_seed(3)
+    student = BertForSequenceClassification(student_config)
+    args = DistillationConfig(
+        output_dir=output_dir, hidden_state_loss="mse", max_steps=1,
+        per_device_train_batch_size=per_device_train_batch_size, optim="sgd", learning_rate=0.5,
+        lr_scheduler_type="constant", report_to="none", use_cpu=True, logging_steps=1, save_strategy="no",
+    )  # fmt: skip
+    trainer = DistillationTrainer(
+        model=student, teacher_model=tiny_bert(seed=4, **no_dropout), args=args, train_dataset=labeled,
+        unlabeled_dataset=unlabeled, processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    losses = {k: v for k, v in trainer.state.log_history[0].items() if k == "loss" or k.startswith("loss/")}
+    weights = {n: p.detach().clone() for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
+    weights.update({f"projection.{n}": p.detach().clone() for n, p in trainer.projection.named_parameters()})
+    return losses, weights
+
+
 def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
+    if mode == "distillation":
+        losses, weights = distillation_step(output_dir, tokenizer, source, target, 8)
+        if os.environ["RANK"] == "0":
+            torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes_distillation.pt")
+        print(f"rank {os.environ['RANK']}: OK", flush=True)
+        os._exit(0)
     if mode == "global_batch":  # both sets of losses in one launch (a launch costs seconds of imports)
         for name, chosen in (("old", OLD_LOSSES), ("new", NEW_LOSSES)):
             losses, weights = global_batch_step(f"{output_dir}/{name}", tokenizer, source, target, 8, losses=chosen)

@@ -63,6 +63,27 @@ def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_
             torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
 
 
+def test_two_processes_distil_as_one_process_with_the_global_batch(tmp_path):
+    """Distillation on 2 processes × (4 labeled + 4 unlabeled) rows takes the SGD step of 1 process × (8 + 8): the
+    per-process means average to the global batch's, and the projection's gradients are averaged too."""
+    from distributed_worker import distillation_step
+
+    run_two_processes(tmp_path, "distillation")
+    tokenizer = BertTokenizer(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    labeled = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
+    unlabeled = tokenize(
+        datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer
+    )
+    two = torch.load(tmp_path / "out" / "two_processes_distillation.pt")
+    one_losses, one_weights = distillation_step(str(tmp_path / "one"), tokenizer, labeled, unlabeled, 16)
+    assert set(two["losses"]) == set(one_losses) == {"loss", "loss/hard", "loss/soft", "loss/hidden_states"}
+    for key, value in one_losses.items():
+        assert two["losses"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert any(key.startswith("projection.") for key in one_weights)
+    for key, weight in one_weights.items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
+
+
 @pytest.mark.parametrize("engine, attribute", [("FSDP", "is_fsdp_enabled"), ("DeepSpeed", "is_deepspeed_enabled")])
 def test_dann_is_refused_at_start_up_under_fsdp_and_deepspeed(tmp_path, text_domains, tokenizer, engine, attribute):
     """FSDP and DeepSpeed need GPUs, so the Trainer's own flag is set as launching with their config would."""
