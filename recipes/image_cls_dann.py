@@ -24,12 +24,11 @@ mode is converted to RGB first, so grayscale digits become 3-channel images, and
 """
 
 import os
-from dataclasses import dataclass, field
 
 from transformers import default_data_collator, set_seed
 
 from hf_transfer import DomainAdaptationConfig
-from hf_transfer.recipes.arguments import EvaluationArguments, ImageModelArguments
+from hf_transfer.recipes.arguments import EvaluationArguments, ImageDomainDataArguments, ImageModelArguments
 from hf_transfer.recipes.baselines import use_stage1_run
 from hf_transfer.recipes.models import load_image_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
@@ -38,43 +37,10 @@ from hf_transfer.recipes.preprocessing import (
     check_image_training_args,
     domain_card_info,
     label_names_of,
-    load_split,
+    load_image_domain_sets,
     prepare_image_sets,
 )
 from hf_transfer.recipes.run import setup_logging, train_domain_adaptation
-
-
-@dataclass
-class DataArguments:
-    source_dataset: str = field(
-        default="digits:usps",
-        metadata={
-            "help": "Labeled source images: 'digits:usps' / 'digits:mnist' (bundled), a local folder or a Hub id."
-        },
-    )
-    source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
-    source_test_split: str | None = field(
-        default="test", metadata={"help": "Held-out split of source_dataset to evaluate on; 'none' to skip."}
-    )
-    target_dataset: str = field(
-        default="digits:mnist",
-        metadata={"help": "Unlabeled target images: 'digits:<name>', a local folder or a Hub dataset id."},
-    )
-    target_train_split: str = field(
-        default="unlabeled", metadata={"help": "Split of target_dataset used (without labels) for adaptation."}
-    )
-    target_test_dataset: str | None = field(
-        default=None, metadata={"help": "Labeled target test images. Default: target_dataset."}
-    )
-    target_test_split: str = field(
-        default="test", metadata={"help": "Split of the target test data (must not overlap target_train_split)."}
-    )
-    image_column: str = field(default="image", metadata={"help": "Column with the images."})
-    label_column: str = field(default="label", metadata={"help": "Column with the labels (source and target test)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many source rows."})
-    max_target_samples: int | None = field(default=None, metadata={"help": "Use only this many target rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
-
 
 # This recipe's defaults for `DomainAdaptationConfig` fields: USPS → MNIST in a few minutes on a 2-core CPU.
 RECIPE_DEFAULTS = {
@@ -93,39 +59,8 @@ RECIPE_DEFAULTS = {
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_recipe_args(
-        (ImageModelArguments, DataArguments, EvaluationArguments, DomainAdaptationConfig), RECIPE_DEFAULTS, argv
-    )
-
-
-def load_datasets(data_args: DataArguments, seed: int) -> dict:
-    """{name: (dataset or None, argument)}: the source train and test splits, the unlabeled target images and the
-    labeled target test images (never the ones adapted on)."""
-    test_spec = data_args.target_test_dataset or data_args.target_dataset
-    if test_spec == data_args.target_dataset and data_args.target_test_split == data_args.target_train_split:
-        raise ValueError(
-            f"`target_test_split` and `target_train_split` are both {data_args.target_train_split!r}: the target "
-            "test images must not be the ones adapted on. Choose another split."
-        )
-    source, target, max_eval = data_args.source_dataset, data_args.target_dataset, data_args.max_eval_samples
-    return {
-        "source": (
-            load_split(source, data_args.source_train_split, "source_dataset", data_args.max_train_samples, seed),
-            "source_dataset",
-        ),
-        "source_test": (
-            load_split(source, data_args.source_test_split, "source_dataset", max_eval, seed),
-            "source_dataset",
-        ),
-        "target": (
-            load_split(target, data_args.target_train_split, "target_dataset", data_args.max_target_samples, seed),
-            "target_dataset",
-        ),
-        "target_test": (
-            load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed),
-            "target_test_dataset",
-        ),
-    }
+    dataclasses = (ImageModelArguments, ImageDomainDataArguments, EvaluationArguments, DomainAdaptationConfig)
+    return parse_recipe_args(dataclasses, RECIPE_DEFAULTS, argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -133,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     stage1 = use_stage1_run(model_args, evaluation_args, training_args)
     setup_logging()
     check_image_training_args(training_args)
-    raw = load_datasets(data_args, training_args.seed)
+    raw = load_image_domain_sets(data_args, training_args.seed)
     check_image_columns(raw, data_args, unlabeled=("target",))
     label_names = label_names_of(raw["source"][0], data_args.label_column)
 

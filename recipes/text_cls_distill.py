@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         student_args = TextModelArguments(model_name_or_path=path, trust_remote_code=model_args.trust_remote_code)
         return load_text_classifier(student_args, label_names)[0]
 
-    student = make_student(teacher, distill_args, load_student)
+    student = make_student(teacher, distill_args, load_student, default_layers=3)
     eval_sets = {name: sets[name] for name in ("source_validation", "target_test") if sets[name] is not None}
     first_eval = "target_test" if "target_test" in eval_sets else next(iter(eval_sets), None)
     return train_distillation(

@@ -68,3 +68,32 @@ def test_a_teacher_with_other_labels_is_refused_before_training(tmp_path, tiny_m
             ["--teacher_model_name_or_path", str(tmp_path / "teacher"), "--output_dir", str(tmp_path / "run"), *QUICK]
         )
     assert not (tmp_path / "run").exists()
+
+
+QUICK_IMAGES = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+                "--max_train_samples", "32", "--max_eval_samples", "16", "--max_target_samples", "32", "--use_cpu",
+                "true", "--logging_steps", "1", "--teacher_max_steps", "2", "--teacher_batch_size", "8",
+                "--image_size", "16"]  # fmt: skip
+
+
+@pytest.mark.parametrize("model_type, student_layers, kept", [("resnet", None, [[0], [0], [0], [0]]),
+                                                              ("vit", "4", [0, 2, 5, 7])])  # fmt: skip
+def test_image_recipe_trains_a_deeper_teacher_and_distils_a_student_built_from_it(tmp_path, model_type,
+                                                                                   student_layers, kept):  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["--model_type", model_type, "--output_dir", str(out), *QUICK_IMAGES, "--hidden_state_loss", "mse"]
+    metrics = load_recipe("image_cls_distill").main(
+        argv + (["--student_num_layers", student_layers] if student_layers else [])
+    )
+    assert {"eval_source_test_accuracy", "eval_target_test_accuracy"} <= set(metrics)
+    teacher = json.loads((out / "teacher" / "config.json").read_text())
+    student = json.loads((out / "config.json").read_text())
+    if model_type == "resnet":
+        assert teacher["depths"] == [2, 2, 2, 2] and student["depths"] == [1, 1, 1, 1]
+    else:
+        assert teacher["num_hidden_layers"] == 8 and student["num_hidden_layers"] == 4
+    assert student["hf_transfer_student"]["layers"] == kept
+    summary = json.loads((out / "hf_transfer_run.json").read_text())
+    assert set(summary["teacher"]["results"]) >= {"eval_source_test_accuracy", "eval_target_test_accuracy"}
+    card = (out / "README.md").read_text()
+    assert "## Teacher" in card and "Hidden-state distillation" in card and "from scratch (2x" in card

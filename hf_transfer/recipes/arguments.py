@@ -88,6 +88,40 @@ class TextDomainDataArguments:
 
 
 @dataclass
+class ImageDomainDataArguments:
+    """The data of the image recipes that train on two domains (like `TextDomainDataArguments`)."""
+
+    source_dataset: str = field(
+        default="digits:usps",
+        metadata={
+            "help": "Labeled source images: 'digits:usps' / 'digits:mnist' (bundled), a local folder or a Hub id."
+        },
+    )
+    source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
+    source_test_split: str | None = field(
+        default="test", metadata={"help": "Held-out split of source_dataset to evaluate on; 'none' to skip."}
+    )
+    target_dataset: str | None = field(
+        default="digits:mnist",
+        metadata={"help": "Unlabeled target images: 'digits:<name>', a local folder or a Hub dataset id."},
+    )
+    target_train_split: str = field(
+        default="unlabeled", metadata={"help": "Split of target_dataset used (without labels) for training."}
+    )
+    target_test_dataset: str | None = field(
+        default=None, metadata={"help": "Labeled target test images. Default: target_dataset."}
+    )
+    target_test_split: str = field(
+        default="test", metadata={"help": "Split of the target test data (must not overlap target_train_split)."}
+    )
+    image_column: str = field(default="image", metadata={"help": "Column with the images."})
+    label_column: str = field(default="label", metadata={"help": "Column with the labels (source and target test)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many source rows."})
+    max_target_samples: int | None = field(default=None, metadata={"help": "Use only this many target rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many rows per eval set."})
+
+
+@dataclass
 class FineTuningArguments:
     """What the fine-tuning recipes add around training: the linear-probe baseline and the merged export."""
 

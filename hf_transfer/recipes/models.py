@@ -153,8 +153,9 @@ def check_trained_labels(model, label_names: list[str], name: str) -> None:
         )
 
 
-def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
-    """The small from-scratch configs of the image recipes (no pretrained vision weights ship offline)."""
+def scratch_vision_config(model_type: str, image_size: int, depth_scale: int = 1, **label_kwargs):
+    """The small from-scratch configs of the image recipes (no pretrained vision weights ship offline);
+    `depth_scale` multiplies the blocks (ResNet: per stage; ViT: layers), for teachers deeper than their students."""
     from transformers import ResNetConfig, ViTConfig
 
     if model_type == "resnet":
@@ -162,7 +163,7 @@ def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
             num_channels=3,
             embedding_size=32,
             hidden_sizes=[32, 64, 128, 256],
-            depths=[1, 1, 1, 1],
+            depths=[depth_scale] * 4,
             layer_type="basic",
             **label_kwargs,
         )
@@ -174,7 +175,7 @@ def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
             patch_size=4,
             num_channels=3,
             hidden_size=128,
-            num_hidden_layers=4,
+            num_hidden_layers=4 * depth_scale,
             num_attention_heads=4,
             intermediate_size=256,
             **label_kwargs,
@@ -182,12 +183,16 @@ def scratch_vision_config(model_type: str, image_size: int, **label_kwargs):
     raise ValueError(f"`model_type` must be one of {list(SCRATCH_VISION_MODELS)}, got {model_type!r}.")
 
 
-def load_image_classifier(model_args: ImageModelArguments, label_names: list[str]):
+def load_image_classifier(
+    model_args: ImageModelArguments, label_names: list[str], depth_scale: int = 1, keep_head: bool = False
+):
     """(model, image processor, name for the model card) for `label_names`.
 
     A `--model_name_or_path` is loaded with its own image processor and a new head of `len(label_names)` classes
-    (`ignore_mismatched_sizes`: an ImageNet head of 1000 classes is replaced); otherwise a small `model_type`
-    network is built from its config, randomly initialised, with a resize-and-normalise processor.
+    (`ignore_mismatched_sizes`: an ImageNet head of 1000 classes is replaced), or with `keep_head` as the trained
+    classifier it is (a teacher, whose classes must be `label_names`); otherwise a small `model_type` network
+    (`depth_scale` times deeper) is built from its config, randomly initialised, with a resize-and-normalise
+    processor.
     """
     from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessorPil
 
@@ -204,19 +209,21 @@ def load_image_classifier(model_args: ImageModelArguments, label_names: list[str
         processor = from_pretrained_or_explain(
             AutoImageProcessor, processor_source, processor_argument, trust_remote_code=model_args.trust_remote_code
         )
+        head_kwargs = {} if keep_head else {"ignore_mismatched_sizes": True, **label_kwargs}
         model = from_pretrained_or_explain(
             AutoModelForImageClassification,
             model_args.model_name_or_path,
             "model_name_or_path",
             use_safetensors=True,
-            ignore_mismatched_sizes=True,
             trust_remote_code=model_args.trust_remote_code,
-            **label_kwargs,
+            **head_kwargs,
         )
+        if keep_head:
+            check_trained_labels(model, label_names, model_args.model_name_or_path)
         return model, processor, model_args.model_name_or_path
     if model_args.image_size < 8:
         raise ValueError(f"`image_size` must be >= 8, got {model_args.image_size}.")
-    config = scratch_vision_config(model_args.model_type, model_args.image_size, **label_kwargs)
+    config = scratch_vision_config(model_args.model_type, model_args.image_size, depth_scale, **label_kwargs)
     model = AutoModelForImageClassification.from_config(config)
     # The PIL backend preprocesses identically with or without torchvision installed.
     processor = ViTImageProcessorPil(

@@ -45,6 +45,36 @@ def load_text_domain_sets(data_args, seed: int) -> dict:
     }
 
 
+def load_image_domain_sets(data_args, seed: int) -> dict:
+    """{name: (dataset or None, argument)} of an `ImageDomainDataArguments`: the source train and test splits, the
+    unlabeled target images and the labeled target test images (never the ones trained on; `None` where 'none')."""
+    target = None if data_args.target_dataset in (None, "", "none") else data_args.target_dataset
+    test_spec = data_args.target_test_dataset or target
+    if target is not None and test_spec == target and data_args.target_test_split == data_args.target_train_split:
+        raise ValueError(
+            f"`target_test_split` and `target_train_split` are both {data_args.target_train_split!r}: the target "
+            "test images must not be the ones trained on. Choose another split."
+        )
+    source, max_eval = data_args.source_dataset, data_args.max_eval_samples
+    unlabeled = test = None
+    if target is not None:
+        unlabeled = load_split(
+            target, data_args.target_train_split, "target_dataset", data_args.max_target_samples, seed
+        )
+    if test_spec not in (None, "", "none"):
+        test = load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed)
+    train = load_split(source, data_args.source_train_split, "source_dataset", data_args.max_train_samples, seed)
+    return {
+        "source": (train, "source_dataset"),
+        "source_test": (
+            load_split(source, data_args.source_test_split, "source_dataset", max_eval, seed),
+            "source_dataset",
+        ),
+        "target": (unlabeled, "target_dataset"),
+        "target_test": (test, "target_test_dataset"),
+    }
+
+
 def check_columns(dataset: datasets.Dataset, argument: str, columns: list[str], fix: str) -> None:
     missing = [column for column in columns if column not in dataset.column_names]
     if missing:

@@ -34,10 +34,11 @@ class DistillationArguments:
     )
     teacher_batch_size: int = field(default=16, metadata={"help": "Batch size of the teacher trained in the recipe."})
     student_num_layers: int | None = field(
-        default=3,
+        default=None,
         metadata={
             "help": "The student keeps this many of the teacher's layers (evenly spaced, first and last included; "
-            "for ResNet teachers: blocks per stage), initialised from them (hf_transfer.build_student)."
+            "for ResNet teachers: blocks per stage), initialised from them (hf_transfer.build_student). Default: "
+            "the recipe's (text: 3 layers; images: 1 block per stage)."
         },
     )
     student_model_name_or_path: str | None = field(
@@ -46,7 +47,7 @@ class DistillationArguments:
     )
 
     def check(self) -> None:
-        if self.student_model_name_or_path and self.student_num_layers not in (None, 3):
+        if self.student_model_name_or_path and self.student_num_layers is not None:
             raise ValueError(
                 "Both --student_model_name_or_path and --student_num_layers were given: the student is either "
                 "loaded or built from the teacher. Drop one."
@@ -93,8 +94,10 @@ def train_teacher(model, training_args, args: DistillationArguments, facts: dict
         max_steps=args.teacher_max_steps,
         per_device_train_batch_size=args.teacher_batch_size,
         learning_rate=args.teacher_learning_rate,
-        warmup_steps=0.1,
-        logging_steps=20,
+        warmup_steps=training_args.warmup_steps,
+        weight_decay=training_args.weight_decay,
+        remove_unused_columns=training_args.remove_unused_columns,
+        logging_steps=training_args.logging_steps,
         bf16=training_args.bf16,
         use_cpu=training_args.use_cpu,
         seed=training_args.seed,
@@ -114,8 +117,9 @@ def train_teacher(model, training_args, args: DistillationArguments, facts: dict
     return teacher
 
 
-def make_student(teacher, args: DistillationArguments, load_student):
-    """The student: `load_student(path)` when --student_model_name_or_path is given, else built from the teacher."""
+def make_student(teacher, args: DistillationArguments, load_student, default_layers: int):
+    """The student: `load_student(path)` when --student_model_name_or_path is given, else built from the teacher
+    with --student_num_layers (default: `default_layers`)."""
     if args.student_model_name_or_path:
         return load_student(args.student_model_name_or_path)
-    return build_student(teacher, num_layers=args.student_num_layers)
+    return build_student(teacher, num_layers=args.student_num_layers or default_layers)
