@@ -325,3 +325,43 @@ def test_the_declared_rule_ranks_by_the_atc_estimate_then_dev():
             records += [{**r, "method": method} if r["method"] == "dann_0.1_st" else r for r in rows]
     lines = [line for line in amazon_two_stage.tuning_table(records) if line.startswith("| 1 |")]
     assert lines[0].startswith("| 1 | cdan_e_0.1_st |")  # 80.05 and 80.00 tie within 0.1 point: the lower DEV wins
+
+
+# ---- the distillation benchmark ----------------------------------------------------------------------------------
+
+import distillation  # noqa: E402
+
+
+def test_distillation_commands_reuse_the_teacher_and_leave_out_the_unlabeled_rows_where_declared(tmp_path):
+    args = distillation.parse_arguments(["--output_root", str(tmp_path)])
+    default = distillation.command_of("books:kitchen", 42, "kd_unlabeled", args)
+    hard = distillation.command_of("books:kitchen", 42, "hard", args)
+    assert "--teacher_model_name_or_path" not in default and "--alpha" not in default
+    assert hard[hard.index("--teacher_model_name_or_path") + 1].endswith("books_kitchen_seed42/kd_unlabeled/teacher")
+    assert hard[hard.index("--alpha") + 1] == "1"
+    # the last --target_dataset wins: none, with the kitchen test set kept
+    assert hard[len(hard) - 1 - hard[::-1].index("--target_dataset") + 1] == "none"
+    assert hard[hard.index("--target_test_dataset") + 1] == "amazon:kitchen"
+    assert default[default.index("--bf16") + 1] == "true"
+    assert "--bf16" not in distillation.command_of("usps:mnist", 42, "kd", args)  # images: fp32
+
+
+def test_distillation_tables_and_goals_are_computed_from_the_records():
+    base = {"setting": "books:kitchen", "seed": 42}
+    records = [
+        {**base, "model": "teacher", "variant": "teacher", "source_accuracy": 0.86, "target_accuracy": 0.90,
+         "parameters": 22_000_000, "train_runtime": 100.0},
+        {**base, "model": "student", "variant": "kd_unlabeled", "source_accuracy": 0.85, "target_accuracy": 0.882,
+         "parameters": 17_000_000, "train_runtime": 200.0},
+        {**base, "model": "student", "variant": "hard", "source_accuracy": 0.84, "target_accuracy": 0.86,
+         "parameters": 17_000_000, "train_runtime": 150.0},
+        {**base, "model": "student", "variant": "kd", "source_accuracy": 0.85, "target_accuracy": 0.875,
+         "parameters": 17_000_000, "train_runtime": 180.0},
+        {**base, "model": "throughput", "variant": "throughput", "teacher_examples_per_second": 100.0,
+         "student_examples_per_second": 190.0, "speedup": 1.9},
+    ]  # fmt: skip
+    table = "\n".join(distillation.setting_tables(records))
+    assert "| teacher | 86.00 | 90.00 | – | 22,000,000 | 100 | 100 |" in table
+    assert "| kd_unlabeled | 85.00 | 88.20 | 98.0 | 17,000,000 | 190 | 200 |" in table
+    assert "keeps 98.0 % of the teacher's target accuracy" in table and "at 1.90× its inference throughput" in table
+    assert "+1.50 points of target accuracy (goal: at least +1.0)" in table

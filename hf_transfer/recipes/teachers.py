@@ -108,6 +108,7 @@ def train_teacher(model, training_args, args: DistillationArguments, facts: dict
     trainer = FineTuningTrainer(model=model, args=config, **trainer_kwargs)
     trainer.train()
     trainer.save_model()
+    trainer.save_state()  # trainer_state.json: the teacher's logs and training time
     if trainer.is_world_process_zero():
         with open(os.path.join(folder, TEACHER_FACTS), "w", encoding="utf-8") as handle:
             json.dump(facts, handle, indent=2)
