@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers.trainer_utils import seed_worker
 
 DOMAIN_LABELS_KEY = "domain_labels"
+ROW_INDEX_KEY = "row_index"  # a row's index in the two-domain dataset, when a trainer asks for it
 
 
 class DomainMixingBatchSampler(Sampler[list[int]]):
@@ -54,10 +55,11 @@ class DomainMixingBatchSampler(Sampler[list[int]]):
 
 
 class TwoDomainDataset(Dataset):
-    """Source rows then target rows; each row gets its domain label, target rows get the ignore label -100."""
+    """Source rows then target rows; each row gets its domain label (and, with `with_index`, its index here), target
+    rows get the ignore label -100."""
 
-    def __init__(self, source, target, label_key: str):
-        self.source, self.target, self.label_key = source, target, label_key
+    def __init__(self, source, target, label_key: str, with_index: bool = False):
+        self.source, self.target, self.label_key, self.with_index = source, target, label_key, with_index
 
     def __len__(self) -> int:
         return len(self.source) + (len(self.target) if self.target is not None else 0)
@@ -70,6 +72,8 @@ class TwoDomainDataset(Dataset):
             row = dict(self.target[index - len(self.source)])
             row[self.label_key] = -100  # target labels, if any, never reach the loss
             row[DOMAIN_LABELS_KEY] = 1
+        if self.with_index:
+            row[ROW_INDEX_KEY] = index
         return row
 
 
@@ -81,6 +85,7 @@ class DomainLabelCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         domains = [feature.pop(DOMAIN_LABELS_KEY) for feature in features]
+        indices = [feature.pop(ROW_INDEX_KEY) for feature in features if ROW_INDEX_KEY in feature]
         shapes = {tuple(feature["pixel_values"].shape) for feature in features if "pixel_values" in feature}
         if len(shapes) > 1:
             raise ValueError(
@@ -90,12 +95,17 @@ class DomainLabelCollator:
             )
         batch = self.collator(features)
         batch[DOMAIN_LABELS_KEY] = torch.tensor(domains, dtype=torch.long)
+        if indices:
+            batch[ROW_INDEX_KEY] = torch.tensor(indices, dtype=torch.long)
         return batch
 
 
-def mixed_dataloader(trainer, source, target, label_key: str, source_rows: int, target_rows: int) -> DataLoader:
+def mixed_dataloader(
+    trainer, source, target, label_key: str, source_rows: int, target_rows: int, with_index: bool = False
+) -> DataLoader:
     """The training DataLoader of a trainer whose batches hold `source_rows` rows of `source` (labeled) and
-    `target_rows` rows of `target` (unlabeled, or `None` with `target_rows=0`), prepared by its accelerator."""
+    `target_rows` rows of `target` (unlabeled, or `None` with `target_rows=0`), prepared by its accelerator; with
+    `with_index`, each batch also holds the rows' indices (`row_index`: source rows first, then target rows)."""
     args = trainer.args
     sampler = DomainMixingBatchSampler(
         num_source=len(source),
@@ -105,7 +115,7 @@ def mixed_dataloader(trainer, source, target, label_key: str, source_rows: int, 
         seed=args.data_seed if args.data_seed is not None else args.seed,
     )
     dataloader = DataLoader(
-        TwoDomainDataset(source, target, label_key),
+        TwoDomainDataset(source, target, label_key, with_index),
         batch_sampler=sampler,
         collate_fn=DomainLabelCollator(trainer.data_collator),
         num_workers=args.dataloader_num_workers,

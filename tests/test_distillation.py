@@ -328,3 +328,27 @@ def test_a_teacher_given_as_a_path_is_loaded_and_its_label_names_checked(tmp_pat
     swapped = _bert(layers=1, id2label={0: "positive", 1: "negative"}, label2id={"positive": 0, "negative": 1})
     with pytest.raises(ValueError, match="labels .* differ"):
         trainer_for(tmp_path, data, tokenizer, student=swapped, teacher=str(tmp_path / "teacher"))
+
+
+def test_cached_teacher_logits_are_computed_once_and_train_like_the_teacher_run_each_step(tmp_path, data, tokenizer):
+    def run(out, cache):
+        teacher = _bert(layers=2, seed=2, dropout=0.0)
+        calls = []
+        teacher.register_forward_hook(lambda *_: calls.append(1))
+        trainer = trainer_for(out, data, tokenizer, student=_bert(layers=1, seed=1, dropout=0.0), teacher=teacher,
+                              cache_teacher_logits=cache, max_steps=6)  # fmt: skip
+        trainer.train()
+        return trainer, len(calls)
+
+    online, online_calls = run(tmp_path / "online", cache=False)
+    cached, cached_calls = run(tmp_path / "cached", cache=True)
+    labeled, unlabeled, _ = data
+    assert online_calls == 6 and cached_calls == math.ceil(len(labeled) / 8) + math.ceil(len(unlabeled) / 8)
+    files = list((tmp_path / "cached" / "out" / "teacher_logits").glob("*.pt"))
+    assert len(files) == 1 and torch.load(files[0]).shape == (len(labeled) + len(unlabeled), 2)
+    for key, value in weights(online.model).items():  # the same training up to rounding (other padding)
+        torch.testing.assert_close(weights(cached.model)[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    _, again = run(tmp_path / "cached", cache=True)  # a restarted run reads the saved logits back
+    assert again == 0
+    with pytest.raises(ValueError, match="needs its layers at every step"):
+        config(tmp_path, cache_teacher_logits=True, hidden_state_loss="mse")

@@ -44,6 +44,12 @@ class DistillationConfig(BaseConfig):
         unlabeled_batch_fraction (`float`, defaults to `0.5`): with an `unlabeled_dataset`, the fraction of each
             training batch taken from it (e.g. 0.5 and a batch of 32: 16 labeled and 16 unlabeled rows). Not used
             without one.
+        cache_teacher_logits (`bool`, defaults to `False`): run the teacher once over every training row before
+            the first step and reuse its logits (cheaper from the second epoch on); saved under
+            `<output_dir>/teacher_logits/`, keyed by the datasets' fingerprints and the teacher's weights, and reused
+            by a resumed run. Equal to the logits of the teacher run in each step up to floating-point rounding
+            (rows are padded in other batches). Not with the hidden-state or attention losses (they need the
+            teacher's layers at every step), and only for deterministic preprocessing (no random augmentation).
     """
 
     alpha: float = field(
@@ -74,6 +80,13 @@ class DistillationConfig(BaseConfig):
         default=0.5,
         metadata={"help": "With an unlabeled dataset: the fraction of each training batch taken from it."},
     )
+    cache_teacher_logits: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the teacher's logits on every training row once before training and reuse them "
+            "(saved in <output_dir>/teacher_logits/). Not with hidden-state or attention losses."
+        },
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
@@ -101,6 +114,13 @@ class DistillationConfig(BaseConfig):
             )
         if self.layer_map is not None and (not self.layer_map or min(self.layer_map) < 0):
             raise ValueError(f"`layer_map` must list one teacher layer >= 0 per student layer, got {self.layer_map}.")
+        if self.cache_teacher_logits and self.distils_layers:
+            raise ValueError(
+                "`cache_teacher_logits` keeps the teacher's logits only, but the hidden-state or attention loss needs "
+                "its layers at every step: turn the cache off, or those losses."
+            )
+        if self.cache_teacher_logits and self.alpha == 1.0:
+            raise ValueError("`cache_teacher_logits` with `alpha`=1: the teacher is not used at all; drop the cache.")
         if not 0.0 < self.unlabeled_batch_fraction < 1.0:
             raise ValueError(
                 f"`unlabeled_batch_fraction` must be strictly between 0 and 1, got {self.unlabeled_batch_fraction}."

@@ -7,6 +7,7 @@ soft term only. The loss (`DistillationConfig`) is a sum of per-batch means over
 the Trainer's division by the accumulation steps is exact (tested against the equivalent larger batch).
 """
 
+import hashlib
 import inspect
 import os
 
@@ -27,7 +28,7 @@ from transformers import (
 from ..base_trainer import BaseTrainerMixin
 from ..callbacks import SamplerEpochCallback, ZeroGradientsCallback
 from ..distributed import average_gradients
-from ..domain_mixing import DOMAIN_LABELS_KEY, mixed_dataloader, unlabeled_rows_like
+from ..domain_mixing import DOMAIN_LABELS_KEY, ROW_INDEX_KEY, mixed_dataloader, unlabeled_rows_like
 from ..features import embed_and_predict
 from ..hub.model_card import Method, TrainingDescription, describe_source
 from .config import DistillationConfig
@@ -43,6 +44,7 @@ from .losses import (
 from .student import STUDENT_RECORD
 
 PROJECTION_FILE = "hidden_state_projection.safetensors"
+TEACHER_LOGITS_FOLDER = "teacher_logits"
 TEACHER_REPORT_FILE = "teacher_results.json"
 INTENDED_USE = (
     "Classification of inputs like the training data above, with its labels: a smaller model trained to match its "
@@ -82,6 +84,7 @@ class DistillationMixin(BaseTrainerMixin):
         self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
         self._teacher_report: dict | None = None
         self._teacher_name: str | None = None
+        self._cached_logits: torch.Tensor | None = None  # cache_teacher_logits: the teacher's logits per row
         self.layer_map, self.projection = self._build_projection()
         if self.projection is not None and self.projection.has_parameters:
             self._check_projection_can_train()
@@ -150,7 +153,33 @@ class DistillationMixin(BaseTrainerMixin):
                 f"`train_dataset` has {len(labeled)} rows, fewer than the {labeled_rows} labeled rows of one batch: "
                 "lower `per_device_train_batch_size` or add data."
             )
-        return mixed_dataloader(self, labeled, unlabeled, label_key, labeled_rows, unlabeled_rows)
+        cache = self.args.cache_teacher_logits
+        if cache:
+            self._cached_logits = self._teacher_logits_cache(labeled, unlabeled)
+        return mixed_dataloader(self, labeled, unlabeled, label_key, labeled_rows, unlabeled_rows, with_index=cache)
+
+    def _teacher_logits_cache(self, labeled, unlabeled) -> torch.Tensor:
+        """The teacher's logits on the labeled rows then the unlabeled ones, computed once (by the main process
+        first, under the training precision) and saved, or read back from an earlier run with the same data and
+        teacher."""
+        parts = [labeled] + ([unlabeled] if unlabeled is not None else [])
+        key = "_".join([d._fingerprint for d in parts] + [_teacher_signature(self.teacher)])
+        path = os.path.join(self.args.output_dir, TEACHER_LOGITS_FOLDER, f"{key}.pt")
+        with self.args.main_process_first(desc="teacher logits"):
+            if os.path.isfile(path):
+                return torch.load(path, map_location="cpu")
+            batch = self.args.per_device_eval_batch_size
+            with self.accelerator.autocast():
+                logits = [embed_and_predict(self.teacher, part.remove_columns([c for c in ("label", "labels")
+                                                                                if c in part.column_names]),
+                                            data_collator=self.data_collator, batch_size=batch)["logits"]
+                          for part in parts]  # fmt: skip
+            logits = torch.from_numpy(np.concatenate(logits)).float()
+            if self.args.should_save:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                torch.save(logits, path + ".partial")
+                os.replace(path + ".partial", path)
+        return logits
 
     def _prepare_dataset(self, dataset, argument: str):
         if not isinstance(dataset, datasets.Dataset):
@@ -186,6 +215,7 @@ class DistillationMixin(BaseTrainerMixin):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         inputs.pop(DOMAIN_LABELS_KEY, None)
+        rows = inputs.pop(ROW_INDEX_KEY, None)
         labels = inputs.pop("labels", None)
         if not model.training:  # evaluation: the cross-entropy with the labels, no teacher
             outputs = model(**inputs)
@@ -198,7 +228,10 @@ class DistillationMixin(BaseTrainerMixin):
         extra = {key: True for key, on in wants.items() if on}
         outputs = model(**inputs, **extra)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        teacher_outputs = self._teacher_outputs(inputs, extra) if self.args.uses_teacher else None
+        if rows is not None:  # cache_teacher_logits
+            teacher_outputs = {"logits": self._cached_logits[rows.cpu()].to(logits.device)}
+        else:
+            teacher_outputs = self._teacher_outputs(inputs, extra) if self.args.uses_teacher else None
         teacher_logits = None if teacher_outputs is None else teacher_outputs["logits"]
         loss, hard, soft = distillation_loss(logits, teacher_logits, labels, self.args.alpha, self.args.temperature)
         self._record("loss/hard", hard)
@@ -305,6 +338,8 @@ class DistillationMixin(BaseTrainerMixin):
             hyperparameters.append(("student built from the teacher, keeping its layers", teacher["student_layers"]))
         if self.unlabeled_dataset is not None:
             hyperparameters.append(("unlabeled_batch_fraction", args.unlabeled_batch_fraction))
+        if args.cache_teacher_logits:
+            hyperparameters.append(("cache_teacher_logits (computed once before training)", True))
         methods = [_KD if args.alpha < 1 else _HARD_LABELS]
         if args.hidden_state_loss != "none":
             methods.append(_HIDDEN_STATES)
@@ -479,6 +514,15 @@ def hidden_state_widths(model) -> list[int]:
         "and `hidden_sizes`, so its hidden states cannot be paired: use `hidden_state_loss='none'` and "
         "`attention_loss_weight=0`."
     )
+
+
+def _teacher_signature(teacher) -> str:
+    """A short hash of the teacher's config and weights (which teacher a logits cache belongs to)."""
+    digest = hashlib.sha256(teacher.config.to_json_string().encode())
+    for name, parameter in teacher.state_dict().items():
+        digest.update(name.encode())
+        digest.update(np.float64(parameter.detach().double().sum().item()).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _cross_entropy(logits: torch.Tensor, labels) -> torch.Tensor:
