@@ -191,6 +191,25 @@ class BaseTrainerMixin:
             self._split_by_layer_learning_rate(optimizer)
         return optimizer
 
+    def _add_module_to_optimizer(self, optimizer, module: torch.nn.Module, name: str, learning_rate=None) -> None:
+        """Parameter groups for a module trained outside the model (a discriminator, a projection): weight decay
+        on its matrices, none on its biases and norms, as the Trainer splits the model's parameters."""
+        rate = {} if learning_rate is None else {"lr": learning_rate}
+        decay = [p for p in module.parameters() if p.dim() > 1]
+        no_decay = [p for p in module.parameters() if p.dim() <= 1]
+        optimizer.add_param_group({"params": decay, "weight_decay": self.args.weight_decay, "name": name, **rate})
+        optimizer.add_param_group({"params": no_decay, "weight_decay": 0.0, "name": name, **rate})
+
+    def _prepare_training_dataset(self, dataset, argument: str):
+        """A training dataset checked (a non-empty `datasets.Dataset`) and cut to the model's input columns."""
+        import datasets
+
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError(f"`{argument}` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
+        if len(dataset) == 0:
+            raise ValueError(f"`{argument}` is empty.")
+        return self._remove_unused_columns(dataset, description=argument)
+
     def _split_by_layer_learning_rate(self, optimizer) -> None:
         """Discriminative fine-tuning: split each parameter group by layer group, with the layer's learning rate."""
         rates = layerwise_learning_rates(

@@ -352,3 +352,8 @@ def test_cached_teacher_logits_are_computed_once_and_train_like_the_teacher_run_
     assert again == 0
     with pytest.raises(ValueError, match="needs its layers at every step"):
         config(tmp_path, cache_teacher_logits=True, hidden_state_loss="mse")
+
+
+def test_a_teacher_path_that_does_not_exist_is_named_in_the_error(tmp_path, data, tokenizer):
+    with pytest.raises(OSError, match="`teacher_model`=.*could not be loaded as a AutoModelForSequenceClassification"):
+        trainer_for(tmp_path, data, tokenizer, teacher=str(tmp_path / "no-such-teacher"))

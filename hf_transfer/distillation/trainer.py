@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import os
 
-import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -135,7 +134,7 @@ class DistillationMixin(BaseTrainerMixin):
         """Batches of `rows_per_batch` labeled rows of `train_dataset` and unlabeled rows of `unlabeled_dataset`."""
         if self.train_dataset is None:
             raise ValueError("DistillationTrainer: training requires a labeled `train_dataset`.")
-        labeled = self._prepare_dataset(self.train_dataset, "train_dataset")
+        labeled = self._prepare_training_dataset(self.train_dataset, "train_dataset")
         label_key = "labels" if "labels" in labeled.column_names else "label"
         if label_key not in labeled.column_names:
             raise ValueError(
@@ -145,7 +144,7 @@ class DistillationMixin(BaseTrainerMixin):
         _check_all_labeled(labeled, label_key)
         unlabeled = None
         if self.unlabeled_dataset is not None:
-            unlabeled = self._prepare_dataset(self.unlabeled_dataset, "unlabeled_dataset")
+            unlabeled = self._prepare_training_dataset(self.unlabeled_dataset, "unlabeled_dataset")
             unlabeled = unlabeled_rows_like(labeled, unlabeled, label_key, "unlabeled_dataset")
         labeled_rows, unlabeled_rows = self.args.rows_per_batch(unlabeled is not None)
         if len(labeled) < labeled_rows:
@@ -181,13 +180,6 @@ class DistillationMixin(BaseTrainerMixin):
                 os.replace(path + ".partial", path)
         return logits
 
-    def _prepare_dataset(self, dataset, argument: str):
-        if not isinstance(dataset, datasets.Dataset):
-            raise TypeError(f"`{argument}` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
-        if len(dataset) == 0:
-            raise ValueError(f"`{argument}` is empty.")
-        return self._remove_unused_columns(dataset, description=argument)
-
     # ---- the loss -----------------------------------------------------------------------------------------------
 
     def create_optimizer(self, model=None):
@@ -195,10 +187,7 @@ class DistillationMixin(BaseTrainerMixin):
         optimizer = super().create_optimizer(model)
         trains_projection = self.projection is not None and self.projection.has_parameters
         if trains_projection and not any(group.get("name") == "projection" for group in optimizer.param_groups):
-            decay = [p for p in self.projection.parameters() if p.dim() > 1]
-            no_decay = [p for p in self.projection.parameters() if p.dim() <= 1]
-            optimizer.add_param_group({"params": decay, "weight_decay": self.args.weight_decay, "name": "projection"})
-            optimizer.add_param_group({"params": no_decay, "weight_decay": 0.0, "name": "projection"})
+            self._add_module_to_optimizer(optimizer, self.projection, "projection")
         return optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -412,7 +401,14 @@ def load_teacher(teacher_model, student):
     if isinstance(teacher_model, (str, os.PathLike)):
         forward = inspect.signature(student.forward).parameters if student is not None else {}
         auto = AutoModelForImageClassification if "pixel_values" in forward else AutoModelForSequenceClassification
-        return auto.from_pretrained(str(teacher_model))
+        try:
+            return auto.from_pretrained(str(teacher_model))
+        except OSError as error:
+            raise OSError(
+                f"`teacher_model`={str(teacher_model)!r} could not be loaded as a {auto.__name__} ({error}). Give a "
+                "local folder with config.json and the weights of a trained classifier, a Hub id reachable from "
+                "here, or a loaded model."
+            ) from error
     if not isinstance(teacher_model, nn.Module):
         raise TypeError(f"`teacher_model` must be a model or a path / Hub id, got {type(teacher_model).__name__}.")
     return teacher_model

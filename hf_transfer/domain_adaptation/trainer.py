@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 
-import datasets
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
@@ -231,7 +230,7 @@ class DomainAdaptationMixin(BaseTrainerMixin):
         if self.train_dataset is None:
             raise ValueError("DomainAdaptationTrainer: training requires a labeled source `train_dataset`.")
         args = self.args
-        source = self._prepare_domain_dataset(self.train_dataset, "train_dataset")
+        source = self._prepare_training_dataset(self.train_dataset, "train_dataset")
         label_key = "labels" if "labels" in source.column_names else "label"
         if label_key not in source.column_names:
             raise ValueError(
@@ -248,15 +247,8 @@ class DomainAdaptationMixin(BaseTrainerMixin):
 
     def _target_rows_like(self, source, label_key: str):
         """The target dataset with the source's model-input columns only (its labels, if any, dropped)."""
-        target = self._prepare_domain_dataset(self.target_dataset, "target_dataset")
+        target = self._prepare_training_dataset(self.target_dataset, "target_dataset")
         return unlabeled_rows_like(source, target, label_key, "target_dataset")
-
-    def _prepare_domain_dataset(self, dataset, argument: str):
-        if not isinstance(dataset, datasets.Dataset):
-            raise TypeError(f"`{argument}` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
-        if len(dataset) == 0:
-            raise ValueError(f"`{argument}` is empty.")
-        return self._remove_unused_columns(dataset, description=argument)
 
     # ---- optimisation -----------------------------------------------------------------------------------------
 
@@ -269,12 +261,7 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 continue
             spec = next(spec for spec in ADAPTATION_LOSSES.values() if spec.module_name == name)
             learning_rate = getattr(self.args, spec.module_learning_rate or "", None) or self.args.learning_rate
-            decay = [p for p in module.parameters() if p.dim() > 1]
-            no_decay = [p for p in module.parameters() if p.dim() <= 1]
-            optimizer.add_param_group(
-                {"params": decay, "weight_decay": self.args.weight_decay, "lr": learning_rate, "name": name}
-            )
-            optimizer.add_param_group({"params": no_decay, "weight_decay": 0.0, "lr": learning_rate, "name": name})
+            self._add_module_to_optimizer(optimizer, module, name, learning_rate)
         return optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
