@@ -2,6 +2,7 @@
 trainer (frozen teacher, soft-only unlabeled rows, projection, gradient accumulation, resume, export, card)."""
 
 import math
+import re
 
 import datasets
 import numpy as np
@@ -357,3 +358,23 @@ def test_cached_teacher_logits_are_computed_once_and_train_like_the_teacher_run_
 def test_a_teacher_path_that_does_not_exist_is_named_in_the_error(tmp_path, data, tokenizer):
     with pytest.raises(OSError, match="`teacher_model`=.*could not be loaded as a AutoModelForSequenceClassification"):
         trainer_for(tmp_path, data, tokenizer, teacher=str(tmp_path / "no-such-teacher"))
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "electra", "deberta-v2"])
+def test_students_of_other_bert_family_encoders_keep_the_teachers_weights(tmp_path, family):
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(family, vocab_size=40, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                                  intermediate_size=20, max_position_embeddings=40, num_labels=2)  # fmt: skip
+    torch.manual_seed(0)
+    teacher = AutoModelForSequenceClassification.from_config(config).eval()
+    student = build_student(teacher, layers=[1, 3]).eval()
+    assert student.config.num_hidden_layers == 2 and type(student) is type(teacher)
+    teacher_weights = teacher.state_dict()
+    for name, value in student.state_dict().items():
+        source = re.sub(r"layer\.(\d)\.", lambda m: f"layer.{[1, 3][int(m.group(1))]}.", name)
+        assert torch.equal(value, teacher_weights[source]), name
+    student.save_pretrained(tmp_path / family)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / family).eval()
+    ids = torch.tensor([[0, 5, 6, 7, 2]])
+    torch.testing.assert_close(reloaded(input_ids=ids).logits, student(input_ids=ids).logits, rtol=0, atol=1e-6)
