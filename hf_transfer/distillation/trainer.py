@@ -279,8 +279,8 @@ class DistillationMixin(BaseTrainerMixin):
 
     def evaluate_teacher(self, eval_dataset=None, batch_size: int | None = None) -> dict[str, float]:
         """The teacher's `eval_<set>_<metric>` results on the evaluation sets (default: the trainer's), with the
-        trainer's `compute_metrics` (accuracy and macro-F1 if it has none); shown next to the student's in the card.
-        Every process computes them alike (no gradients, no random numbers drawn)."""
+        trainer's `compute_metrics` (accuracy and macro-F1 if it has none), under the run's mixed precision; shown
+        next to the student's in the card. Every process computes them alike (no gradients, no random numbers)."""
         eval_dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if eval_dataset is None:
             raise ValueError("`evaluate_teacher` needs evaluation sets: pass `eval_dataset` or give the trainer one.")
@@ -289,8 +289,9 @@ class DistillationMixin(BaseTrainerMixin):
         results = {}
         for name, dataset in sets.items():
             dataset = self._remove_unused_columns(dataset, description=f"eval_dataset[{name!r}]")
-            outputs = embed_and_predict(self.teacher, dataset, data_collator=self.data_collator,
-                                        batch_size=batch_size or self.args.per_device_eval_batch_size)  # fmt: skip
+            with self.accelerator.autocast():  # the precision the student is evaluated in
+                outputs = embed_and_predict(self.teacher, dataset, data_collator=self.data_collator,
+                                            batch_size=batch_size or self.args.per_device_eval_batch_size)  # fmt: skip
             if outputs["labels"] is None:
                 raise ValueError(f"`eval_dataset[{name!r}]` has no labels: the teacher cannot be evaluated on it.")
             prefix = f"eval_{name}_" if name else "eval_"
