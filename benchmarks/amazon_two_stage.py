@@ -280,14 +280,15 @@ def goal_lines(summary: list[dict], key: str, name: str) -> list[str]:
 def rule_table(summary: list[dict]) -> list[str]:
     """Rules 1 and 2 per seed: the mean target-test accuracy of the model each keeps, how often it kept the adapted
     model, and the runs where it lost more than 0.5 point against the better of the two models it chose from."""
-    lines = ["Guard rules per seed (seed 43 was not seen when rule 2 was declared):", ""]
-    lines += ["| seed | runs | stage 1 | before guard | rule 1 | rule 1 kept adapted | rule 1 lost > 0.5 | rule 2 | "]
-    lines[-1] += "rule 2 kept adapted | rule 2 lost > 0.5 |"
-    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
-    for seed in sorted({r["seed"] for r in summary}):
-        rows = [r for r in summary if r["seed"] == seed]
+    lines = ["Guard rules per seed and over all runs (seed 43 was not seen when rule 2 was declared):", ""]
+    lines += ["| seed | runs | source-only (equal steps) | stage 1 | before guard | rule 1 | rule 1 kept adapted | "]
+    lines[-1] += "rule 1 lost > 0.5 | rule 2 | rule 2 kept adapted | rule 2 lost > 0.5 |"
+    lines += ["|---|---|---|---|---|---|---|---|---|---|---|"]
+    groups = [(seed, [r for r in summary if r["seed"] == seed]) for seed in sorted({r["seed"] for r in summary})]
+    for seed, rows in groups + [("all", summary)]:
         best = [max(r["stage1"], r["recipe_default_before_guard"]) for r in rows]
-        cells = [f"{statistics.mean(r[k] for r in rows):.2f}" for k in ("stage1", "recipe_default_before_guard")]
+        keys = ("source_only", "stage1", "recipe_default_before_guard")
+        cells = [f"{statistics.mean(r[k] for r in rows):.2f}" for k in keys]
         for key, choice in (("recipe_default", "guard_choice"), ("recipe_default_rule2", "guard_choice_rule2")):
             cells += [
                 f"{statistics.mean(r[key] for r in rows):.2f}",

@@ -314,7 +314,8 @@ def test_guard_rule_two_is_applied_to_the_stored_evidence_of_each_run():
     assert "- rule 1: mean gain over source-only -1.00 points" in table
     assert "- rule 2: mean gain over source-only +0.00 points" in table
     # per seed: rule 1 lost 2 points against the better model (stage 1, 82) on one run; rule 2 on none
-    assert "| 43 | 2 | 84.50 | 84.00 | 84.00 | 2 | 1 | 85.00 | 1 | 0 |" in table
+    assert "| 43 | 2 | 85.00 | 84.50 | 84.00 | 84.00 | 2 | 1 | 85.00 | 1 | 0 |" in table
+    assert "| all | 2 | 85.00 | 84.50 | 84.00 | 84.00 | 2 | 1 | 85.00 | 1 | 0 |" in table
 
 
 def test_the_declared_rule_ranks_by_the_atc_estimate_then_dev():
