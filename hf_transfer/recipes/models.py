@@ -1,9 +1,12 @@
 """Model loading for the recipes: a Hub id or a local folder, safetensors only, offline defaults, and errors that
 say what to do (a missing tokenizer, pickled weights, the Hub offline)."""
 
+import logging
 import os
 
 from .arguments import SCRATCH_VISION_MODELS, ImageModelArguments, TextModelArguments
+
+logger = logging.getLogger(__name__)
 
 EMBEDDED_TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -131,8 +134,6 @@ def load_text_classifier(model_args: TextModelArguments, label_names: list[str],
 def check_trained_labels(model, label_names: list[str], name: str) -> None:
     """A trained classifier (a teacher) predicts the data's classes in the data's order; unnamed classes
     (`LABEL_0`, ...) are taken to be the data's, in its order, and named so (logged)."""
-    import logging
-
     id2label = {int(i): label for i, label in model.config.id2label.items()}
     if len(id2label) != len(label_names):
         raise ValueError(
@@ -141,7 +142,7 @@ def check_trained_labels(model, label_names: list[str], name: str) -> None:
         )
     named = [id2label[i] for i in range(len(id2label))]
     if named == [f"LABEL_{i}" for i in range(len(named))]:
-        logging.getLogger(__name__).warning(
+        logger.warning(
             "%s has unnamed classes (LABEL_0, ...): taking class i to be %s, the data's label i.", name, label_names
         )
         model.config.id2label = dict(enumerate(label_names))
