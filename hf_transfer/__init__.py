@@ -1,9 +1,9 @@
-"""hf_transfer: transfer learning, unsupervised domain adaptation and knowledge distillation for Hugging Face
-`transformers` models.
+"""hf_transfer: transfer learning, unsupervised domain adaptation, knowledge distillation and few-shot learning
+for Hugging Face `transformers` models.
 
-One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`), each a config + trainer
-pair; what the families share sits in named modules beside them (`base_config`, `base_trainer`, `strategies`,
-`features`, `evaluation`, `hub`, ...). Every public name is importable from here.
+One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`, `few_shot`), each a
+config + trainer pair; what the families share sits in named modules beside them (`base_config`, `base_trainer`,
+`strategies`, `features`, `evaluation`, `hub`, ...). Every public name is importable from here.
 """
 
 from .base_config import BaseConfig
@@ -38,6 +38,15 @@ from .evaluation import (
     redecide,
 )
 from .features import embed_and_predict, extract_features
+from .few_shot import (
+    FewShotConfig,
+    FewShotMixin,
+    FewShotTrainer,
+    SentenceClassifierConfig,
+    SentenceClassifierForSequenceClassification,
+    contrastive_pairs,
+    zero_shot_classifier,
+)
 from .fine_tuning import FineTuningConfig, FineTuningMixin, FineTuningTrainer
 from .loss_spec import LossInputs, LossSpec
 from .metrics import compute_classification_metrics, load_metric
@@ -66,6 +75,9 @@ __all__ = [
     "FineTuningConfig",
     "FineTuningMixin",
     "FineTuningTrainer",
+    "FewShotConfig",
+    "FewShotMixin",
+    "FewShotTrainer",
     "GuardDecision",
     "GuardRule",
     "LabelFreeModelSelection",
@@ -73,6 +85,8 @@ __all__ = [
     "LossSpec",
     "NonFiniteLossError",
     "ProgressiveUnfreezingCallback",
+    "SentenceClassifierConfig",
+    "SentenceClassifierForSequenceClassification",
     "TransferConfig",
     "TransferDiagnostics",
     "TransferLearningMixin",
@@ -80,6 +94,7 @@ __all__ = [
     "TransferTrainer",
     "compute_classification_metrics",
     "build_student",
+    "contrastive_pairs",
     "coral_loss",
     "dann_coefficient",
     "distillation_loss",
@@ -99,4 +114,5 @@ __all__ = [
     "mmd_loss",
     "negative_transfer_guard",
     "redecide",
+    "zero_shot_classifier",
 ]

@@ -199,7 +199,10 @@ def build_peft_config(args, model: nn.Module, classifier_name: str):
     from peft.utils import constants
 
     strategy = args.transfer_strategy
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if isinstance(getattr(config, "encoder", None), dict):  # a SentenceClassifier: the encoder's modules are named
+        model_type = config.encoder.get("model_type")
     task_type = "SEQ_CLS" if "input_ids" in inspect.signature(model.forward).parameters else None
     if strategy == "peft":
         values = read_peft_config_file(args.peft_config_file)
@@ -220,6 +223,8 @@ def build_peft_config(args, model: nn.Module, classifier_name: str):
         known_architecture = mapping.get(model_type) is not None
         if target_modules is None and not known_architecture:
             target_modules = default_target_modules(model)
+        elif target_modules is None and model_type != config.model_type:  # PEFT reads the wrapper's type: name them
+            target_modules = list(mapping[model_type])
         common = {"task_type": task_type, "target_modules": target_modules}
         if strategy in ("lora", "dora"):
             config = peft.LoraConfig(

@@ -107,10 +107,46 @@ def distillation_step(output_dir: str, tokenizer, labeled, unlabeled, per_device
     return losses, weights
 
 
+def few_shot_step(output_dir: str, tokenizer, labeled, per_device_train_batch_size: int):
+    """One SGD step of the contrastive stage on a dropout-free sentence classifier, then the logistic-regression head;
+    the logged losses and the weights after it. Run with 2 processes × 8 pairs and 1 process × 16 pairs: the same
+    global batch of pairs, so both must agree (the head is fitted on every process from the same rows)."""
+    from transformers import BertConfig
+
+    from hf_transfer import FewShotConfig, FewShotTrainer, SentenceClassifierConfig
+    from hf_transfer import SentenceClassifierForSequenceClassification as SentenceClassifier
+
+    encoder = BertConfig(
+        vocab_size=tiny_bert().config.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=20, max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        initializer_range=0.5,
+    )  # fmt: skip
+    torch.manual_seed(5)
+    model = SentenceClassifier(SentenceClassifierConfig(encoder=encoder.to_dict(), num_labels=2))
+    args = FewShotConfig(
+        output_dir=output_dir, max_steps=1, per_device_train_batch_size=per_device_train_batch_size, optim="sgd",
+        learning_rate=0.5, lr_scheduler_type="constant", warmup_steps=0, report_to="none", use_cpu=True,
+        logging_steps=1, save_strategy="no",
+    )  # fmt: skip
+    trainer = FewShotTrainer(
+        model=model, args=args, train_dataset=labeled.select(range(16)), processing_class=tokenizer
+    )
+    trainer.train()
+    losses = {k: v for k, v in trainer.state.log_history[0].items() if k == "loss" or k.startswith("loss/")}
+    weights = {n: p.detach().clone() for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
+    return losses, weights
+
+
 def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
+    if mode == "few_shot":
+        losses, weights = few_shot_step(output_dir, tokenizer, source, 8)
+        if os.environ["RANK"] == "0":
+            torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes_few_shot.pt")
+        print(f"rank {os.environ['RANK']}: OK", flush=True)
+        os._exit(0)
     if mode == "distillation":
         losses, weights = distillation_step(output_dir, tokenizer, source, target, 8)
         if os.environ["RANK"] == "0":

@@ -84,6 +84,23 @@ def test_two_processes_distil_as_one_process_with_the_global_batch(tmp_path):
         torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
 
 
+def test_two_processes_train_few_shot_as_one_process_with_the_global_batch_of_pairs(tmp_path):
+    """The contrastive stage on 2 processes × 8 pairs takes the SGD step of 1 process × 16 pairs (the pairs are the
+    same: the batch order depends on the seed only), and both fit the same logistic-regression head."""
+    from distributed_worker import few_shot_step
+
+    run_two_processes(tmp_path, "few_shot")
+    tokenizer = BertTokenizer(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    labeled = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
+    two = torch.load(tmp_path / "out" / "two_processes_few_shot.pt")
+    one_losses, one_weights = few_shot_step(str(tmp_path / "one"), tokenizer, labeled, 16)
+    assert set(two["losses"]) == set(one_losses) == {"loss", "loss/contrastive"}
+    for key, value in one_losses.items():
+        assert two["losses"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for key, weight in one_weights.items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-5, msg=key)
+
+
 @pytest.mark.parametrize("engine, attribute", [("FSDP", "is_fsdp_enabled"), ("DeepSpeed", "is_deepspeed_enabled")])
 def test_dann_is_refused_at_start_up_under_fsdp_and_deepspeed(tmp_path, text_domains, tokenizer, engine, attribute):
     """FSDP and DeepSpeed need GPUs, so the Trainer's own flag is set as launching with their config would."""

@@ -122,6 +122,7 @@ def write_model_card(
     baselines = (source_only_results, oracle_results)
     eval_results, results_section = _results_section(results, eval_datasets, task, checkpoint_step, baselines)
     description = trainer.describe_training()
+    trained = trainer.state.global_step > 0 or checkpoint_step is not None  # not: zero-shot, a head fitted alone
     peft_config = getattr(trainer.model, "peft_config", None)
     dataset_ids = [d for d in (source_dataset, target_dataset) if d and is_hub_id(d)] + as_list(datasets)
     card_data = _card_data(description, base_model, model_name, task, eval_results, bool(peft_config), dataset_ids)
@@ -131,16 +132,15 @@ def write_model_card(
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
-        origin=_origin(base_model, base),
+        **_provenance(trained, base_model, base, args, peft_config),
         task_description=task.replace("-", " "),
         method_sentence=description.summary,
         source_label=description.data_label,
         source_dataset=describe_source(source_dataset),
         target_dataset=describe_source(target_dataset) if target_dataset else None,
-        strategy=describe_strategy(args, peft_config),
         **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results),
         methods=description.methods,
-        hyperparameters=common_hyperparameters(trainer) + description.hyperparameters,
+        hyperparameters=common_hyperparameters(trainer, trained) + description.hyperparameters,
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
         hardware=_hardware(args.device),
         usage=_usage(trainer, base, base_model, model_name, output_dir),
@@ -167,9 +167,12 @@ def _card_data(description, base_model, model_name, task, eval_results, peft: bo
     )
 
 
-def common_hyperparameters(trainer) -> list[tuple[str, object]]:
-    """The settings every run's card lists, before its family's own."""
+def common_hyperparameters(trainer, trained: bool = True) -> list[tuple[str, object]]:
+    """The settings every run's card lists, before its family's own (without a training step: only those that
+    still apply)."""
     args = trainer.args
+    if not trained:
+        return [("training steps", 0), ("mixed precision", _precision(args)), ("seed", args.seed)]
     scheduler = args.lr_scheduler_type
     return [
         ("max_steps", trainer.state.max_steps),
@@ -296,6 +299,19 @@ def _origin(base_model: str, base) -> str:
     return "a fine-tuned version of " + link
 
 
+def _provenance(trained: bool, base_model: str, base, args, peft_config) -> dict:
+    """The card's first sentence and strategy line: a trained model, or one built without a training step."""
+    if trained:
+        return {"origin": _origin(base_model, base), "made_with": "trained with",
+                "strategy": describe_strategy(args, peft_config)}  # fmt: skip
+    return {"origin": _untrained_origin(base_model), "made_with": "built with", "strategy": "none: no training step"}
+
+
+def _untrained_origin(base_model: str) -> str:
+    link = f"[{base_model}](https://huggingface.co/{base_model})" if _on_hub(base_model) else base_model
+    return f"a classifier built on {link} without a training step (its encoder's weights are the pretrained ones)"
+
+
 def _training_time(trainer, checkpoint_step: int | None, training_seconds: float | None) -> str:
     if checkpoint_step is not None:
         progress = f"Checkpoint at step {checkpoint_step} of {trainer.state.max_steps}"
@@ -313,8 +329,21 @@ def _usage(trainer, base, base_model: str, model_name: str, output_dir: str) -> 
     merged = (Path(output_dir) / "merged" / "config.json").is_file()
     is_image = _is_image_model(base)
     auto_class = "AutoModelForImageClassification" if is_image else "AutoModelForSequenceClassification"
+    own_code = bool(getattr(base.config, "auto_map", None))  # a model class saved with its code (remote code)
+    if not peft and own_code:
+        return (
+            f"from transformers import {auto_class}\n\n# the model's code is saved with it (or `import hf_transfer` "
+            f'first, which registers it)\nmodel = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)'
+        )
     if not peft:
         return f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{repo_id}")'
+    if own_code:
+        return (
+            "from peft import PeftModel\nfrom hf_transfer import SentenceClassifierForSequenceClassification\n\n"
+            f'base = SentenceClassifierForSequenceClassification.from_encoder("{base_model}", '
+            f"num_labels={base.config.num_labels}, pooling={base.config.pooling!r})\n"
+            f'model = PeftModel.from_pretrained(base, "{repo_id}")'
+        )
     if is_image:
         usage = (
             f"from peft import PeftModel\nfrom transformers import {auto_class}\n\n"

@@ -260,14 +260,15 @@ def run_linear_probe(args: FineTuningArguments, model, train_dataset, eval_datas
 def finish_run(
     trainer, train_result, *, report: str, extra_metrics: dict | None = None, merge_adapter: bool = False
 ) -> dict[str, float]:
-    """End a recipe run: evaluate every eval set, save metrics, state, the run summary (`hf_transfer_run.json`),
-    the merged export (`merge_adapter`), the model card and the model; push it all when `--push_to_hub`.
+    """End a recipe run (`train_result` is None when no step was trained): evaluate every eval set, save metrics,
+    state, the run summary (`hf_transfer_run.json`), the merged export (`merge_adapter`), the model card and the
+    model; push it all when `--push_to_hub`.
 
     `report` is formatted with the final metrics (e.g. `"accuracy: {eval_target_test_accuracy:.4f}"`) and printed.
     `extra_metrics` (e.g. the linear probe's) are added to `all_results.json`. What the card says of the model and
     data comes from `trainer.set_model_card_info`, called before training.
     """
-    metrics = dict(train_result.metrics)
+    metrics = dict(train_result.metrics) if train_result is not None else {}  # None: nothing was trained
     metrics.update(trainer.evaluate())  # each eval set under its own prefix: eval_target_test_accuracy, ...
     metrics.update(extra_metrics or {})
     trainer.log_metrics("all", metrics)
