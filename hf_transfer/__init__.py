@@ -1,9 +1,10 @@
-"""hf_transfer: transfer learning, unsupervised domain adaptation, knowledge distillation and few-shot learning
-for Hugging Face `transformers` models.
+"""hf_transfer: transfer learning, unsupervised domain adaptation, knowledge distillation, few-shot and
+meta-learning for Hugging Face `transformers` models.
 
-One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`, `few_shot`), each a
-config + trainer pair; what the families share sits in named modules beside them (`base_config`, `base_trainer`,
-`strategies`, `features`, `evaluation`, `hub`, ...). Every public name is importable from here.
+One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`, `few_shot`,
+`meta_learning`), each a config + trainer pair; what the families share sits in named modules beside them
+(`base_config`, `base_trainer`, `strategies`, `features`, `evaluation`, `hub`, ...). Every public name is
+importable from here.
 """
 
 from .base_config import BaseConfig
@@ -49,6 +50,7 @@ from .few_shot import (
 )
 from .fine_tuning import FineTuningConfig, FineTuningMixin, FineTuningTrainer
 from .loss_spec import LossInputs, LossSpec
+from .meta_learning import MetaLearningConfig, MetaLearningMixin, MetaLearningTrainer
 from .metrics import compute_classification_metrics, load_metric
 from .strategies import ProgressiveUnfreezingCallback, layer_groups
 
@@ -83,6 +85,9 @@ __all__ = [
     "LabelFreeModelSelection",
     "LossInputs",
     "LossSpec",
+    "MetaLearningConfig",
+    "MetaLearningMixin",
+    "MetaLearningTrainer",
     "NonFiniteLossError",
     "ProgressiveUnfreezingCallback",
     "SentenceClassifierConfig",

@@ -137,10 +137,42 @@ def few_shot_step(output_dir: str, tokenizer, labeled, per_device_train_batch_si
     return losses, weights
 
 
+def meta_learning_step(output_dir: str, tokenizer, rows):
+    """Two steps of second-order MAML, 3 tasks per meta-batch (2 processes: 2 tasks and 1), dropout on; the logged
+    losses and the weights after them. The dropout masks are seeded per step and task, so 1 and 2 processes agree."""
+    from hf_transfer import MetaLearningConfig, MetaLearningTrainer
+
+    args = MetaLearningConfig(
+        output_dir=output_dir, meta_algorithm="maml", max_steps=2, support_shots=2, query_shots=2,
+        tasks_per_meta_batch=3, inner_learning_rate=0.1, learning_rate=1e-2, report_to="none", use_cpu=True,
+        logging_steps=1, save_strategy="no", seed=0,
+    )  # fmt: skip
+    trainer = MetaLearningTrainer(model=tiny_bert(seed=6), args=args, train_dataset=rows, processing_class=tokenizer)
+    trainer.train()
+    losses = [{k: v for k, v in e.items() if k == "loss" or k.startswith("loss/")} for e in trainer.state.log_history]
+    weights = {n: p.detach().clone() for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
+    return [entry for entry in losses if entry], weights
+
+
+def meta_learning_rows(tokenizer):
+    """Rows of two domains with a `domain` column (the tasks)."""
+    source = make_reviews(SOURCE_TOPIC, 16, seed=0)
+    target = make_reviews(TARGET_TOPIC, 16, seed=1)
+    data = {key: source[key] + target[key] for key in source}
+    data["domain"] = ["books"] * 16 + ["kitchen"] * 16
+    return tokenize(datasets.Dataset.from_dict(data), tokenizer).remove_columns("text")
+
+
 def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
     tokenizer = BertTokenizer(vocab=vocab_file, do_lower_case=True)
     source = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 64, seed=0)), tokenizer)
     target = tokenize(datasets.Dataset.from_dict({"text": make_reviews(TARGET_TOPIC, 32, seed=1)["text"]}), tokenizer)
+    if mode == "meta_learning":
+        losses, weights = meta_learning_step(output_dir, tokenizer, meta_learning_rows(tokenizer))
+        if os.environ["RANK"] == "0":
+            torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes_meta_learning.pt")
+        print(f"rank {os.environ['RANK']}: OK", flush=True)
+        os._exit(0)
     if mode == "few_shot":
         losses, weights = few_shot_step(output_dir, tokenizer, source, 8)
         if os.environ["RANK"] == "0":

@@ -101,6 +101,23 @@ def test_two_processes_train_few_shot_as_one_process_with_the_global_batch_of_pa
         torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-5, msg=key)
 
 
+def test_two_processes_split_the_tasks_of_a_meta_batch_and_take_the_one_process_step(tmp_path):
+    """Second-order MAML, 3 tasks per meta-batch split 2 + 1 between the processes, dropout on: the losses and the
+    weights after 2 steps equal those of 1 process holding all the tasks."""
+    from distributed_worker import meta_learning_rows, meta_learning_step
+
+    run_two_processes(tmp_path, "meta_learning")
+    tokenizer = BertTokenizer(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    two = torch.load(tmp_path / "out" / "two_processes_meta_learning.pt")
+    one_losses, one_weights = meta_learning_step(str(tmp_path / "one"), tokenizer, meta_learning_rows(tokenizer))
+    assert len(one_losses) == 2 and set(one_losses[0]) == {"loss", "loss/query"}
+    for one, two_entry in zip(one_losses, two["losses"]):
+        for key, value in one.items():
+            assert two_entry[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for key, weight in one_weights.items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
+
+
 @pytest.mark.parametrize("engine, attribute", [("FSDP", "is_fsdp_enabled"), ("DeepSpeed", "is_deepspeed_enabled")])
 def test_dann_is_refused_at_start_up_under_fsdp_and_deepspeed(tmp_path, text_domains, tokenizer, engine, attribute):
     """FSDP and DeepSpeed need GPUs, so the Trainer's own flag is set as launching with their config would."""

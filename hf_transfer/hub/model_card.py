@@ -43,6 +43,7 @@ class TrainingDescription:
         tags: Hub tags besides `hf_transfer`.
         data_label: how the card names the labeled training data ("Training data (labeled)").
         intended_use: the "Intended use and limitations" paragraph.
+        unused_settings: names of the common hyper-parameters (steps, batch, ...) the family does not use.
     """
 
     summary: str
@@ -51,6 +52,7 @@ class TrainingDescription:
     tags: list[str] = field(default_factory=list)
     data_label: str = "Training data (labeled)"
     intended_use: str = ""
+    unused_settings: tuple[str, ...] = ()  # common hyper-parameters the family does not use (left out of the card)
 
 
 def describe_source(name: str | None) -> str:
@@ -140,7 +142,7 @@ def write_model_card(
         target_dataset=describe_source(target_dataset) if target_dataset else None,
         **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results),
         methods=description.methods,
-        hyperparameters=common_hyperparameters(trainer, trained) + description.hyperparameters,
+        hyperparameters=_hyperparameters(trainer, trained, description),
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
         hardware=_hardware(args.device),
         usage=_usage(trainer, base, base_model, model_name, output_dir),
@@ -186,6 +188,11 @@ def common_hyperparameters(trainer, trained: bool = True) -> list[tuple[str, obj
         ("mixed precision", _precision(args)),
         ("seed", args.seed),
     ]
+
+
+def _hyperparameters(trainer, trained: bool, description: TrainingDescription) -> list[tuple[str, object]]:
+    common = [row for row in common_hyperparameters(trainer, trained) if row[0] not in description.unused_settings]
+    return common + description.hyperparameters
 
 
 def _precision(args) -> str:
