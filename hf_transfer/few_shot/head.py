@@ -17,18 +17,24 @@ def fit_logistic_regression(
     never saw would have no weights."""
     from sklearn.linear_model import LogisticRegression
 
-    missing = sorted(set(range(num_labels)) - {int(label) for label in labels})
-    if missing:
-        raise ValueError(
-            f"The labeled rows have no example of class(es) {missing} of the model's {num_labels}: the head cannot "
-            "learn a class it never sees. Give at least one labeled row per class."
-        )
+    check_every_class_labeled(labels, num_labels, "The labeled rows")
     regression = LogisticRegression(C=regularization, max_iter=max_iter)
     regression.fit(features, labels)
     coef, intercept = regression.coef_, regression.intercept_
     if num_labels == 2:
         return np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
     return coef, intercept
+
+
+def check_every_class_labeled(labels, num_labels: int, what: str) -> None:
+    """Every class 0..num_labels-1 has a row in `labels`: a head cannot learn a class it never sees."""
+    missing = sorted(set(range(num_labels)) - {int(label) for label in labels})
+    if missing:
+        raise ValueError(
+            f"{what} have no row of class(es) {missing} of the model's {num_labels}: the logistic-regression head "
+            "cannot learn a class it never sees. Give K rows of every class, or load the model with `num_labels` "
+            "equal to the classes of the data."
+        )
 
 
 def linear_head(classifier: nn.Module) -> nn.Linear:

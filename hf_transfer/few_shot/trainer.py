@@ -19,7 +19,7 @@ from ..domain_mixing import DomainMixingBatchSampler, unlabeled_rows_like
 from ..features import capture_head_input, embed_and_predict
 from ..hub.model_card import Method, TrainingDescription
 from .config import FewShotConfig
-from .head import fit_logistic_regression, linear_head, set_linear_head
+from .head import check_every_class_labeled, fit_logistic_regression, linear_head, set_linear_head
 from .losses import cosine_similarity_loss
 from .pairs import PAIR_SIMILARITY_KEY, PairCollator, PairDataset, contrastive_pairs
 from .zero_shot import ZERO_SHOT_RECORD
@@ -139,7 +139,7 @@ class FewShotMixin(BaseTrainerMixin):
         """The contrastive stage (`Trainer.train`), then the head (`FewShotConfig.head`)."""
         if self.args.head == "logistic_regression":  # fail before training, not after
             _, labels = self._labeled_rows()
-            _check_every_class_labeled(labels, linear_head(self._classifier).out_features)
+            check_every_class_labeled(labels, linear_head(self._classifier).out_features, "`train_dataset`'s rows")
             if self.unlabeled_dataset is not None:
                 self._unlabeled_rows()
         # The head plays no part in the contrastive loss: frozen while it trains, it is left out of the optimizer
@@ -233,16 +233,6 @@ class FewShotMixin(BaseTrainerMixin):
             + (["zero-shot"] if zero_shot else []),
             data_label="Training data (the few labeled examples)",
             intended_use=INTENDED_USE,
-        )
-
-
-def _check_every_class_labeled(labels: np.ndarray, num_labels: int) -> None:
-    missing = sorted(set(range(num_labels)) - set(labels.tolist()))
-    if missing:
-        raise ValueError(
-            f"`train_dataset` has no row of class(es) {missing} of the model's {num_labels}: the logistic-regression "
-            "head cannot learn a class it never sees. Give K rows of every class, or load the model with "
-            "`num_labels` equal to the classes of the data."
         )
 
 
