@@ -1,14 +1,15 @@
 """hf_transfer: transfer learning, unsupervised domain adaptation, knowledge distillation, few-shot and
-meta-learning for Hugging Face `transformers` models.
+meta-learning, and continual learning for Hugging Face `transformers` models.
 
 One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`, `few_shot`,
-`meta_learning`), each a config + trainer pair; what the families share sits in named modules beside them
+`meta_learning`, `continual`), each a config + trainer pair; what the families share sits in named modules beside them
 (`base_config`, `base_trainer`, `strategies`, `features`, `evaluation`, `hub`, ...). Every public name is
 importable from here.
 """
 
 from .base_config import BaseConfig
 from .base_trainer import BaseTrainerMixin, NonFiniteLossError
+from .continual import ContinualConfig, ContinualMixin, ContinualTrainer
 from .data import AMAZON_DOMAINS, load_amazon_reviews, load_digits, load_domain_dataset
 from .distillation import DistillationConfig, DistillationMixin, DistillationTrainer, build_student, distillation_loss
 from .domain_adaptation import (
@@ -66,6 +67,9 @@ __all__ = [
     "VALIDATORS",
     "BaseConfig",
     "BaseTrainerMixin",
+    "ContinualConfig",
+    "ContinualMixin",
+    "ContinualTrainer",
     "DistillationConfig",
     "DistillationMixin",
     "DistillationTrainer",

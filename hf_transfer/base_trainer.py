@@ -419,6 +419,7 @@ class BaseTrainerMixin:
         info["diagnostics"] = getattr(self, "_diagnostics", None)
         info["guard"] = getattr(self, "_guard_report", None)
         info["teacher"] = getattr(self, "_teacher_report", None)
+        info["continual"] = getattr(self, "_continual_report", None)
         if finetuned_from and not info.get("base_model"):
             info["base_model"] = finetuned_from
         info.update(

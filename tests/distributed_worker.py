@@ -154,6 +154,36 @@ def meta_learning_step(output_dir: str, tokenizer, rows):
     return [entry for entry in losses if entry], weights
 
 
+def continual_run(output_dir: str, tokenizer, per_device_train_batch_size: int):
+    """EWC + replay + LwF over three experiences (2 SGD steps each), dropout off; the accuracy matrix, the logged
+    losses and the final weights. Run with 2 processes × 4 rows and 1 process × 8 rows: the same global batches
+    (new rows and memory rows), the same global Fisher batches, so both must agree."""
+    from hf_transfer import ContinualConfig, ContinualTrainer
+
+    sets = continual_experiences(tokenizer)
+    args = ContinualConfig(
+        output_dir=output_dir, continual_method=["ewc", "replay", "lwf"], memory_size=6, replay_fraction=0.5,
+        ewc_fisher_batches=2, ewc_lambda=10.0, steps_per_experience=2, optim="sgd", learning_rate=0.5,
+        lr_scheduler_type="constant", per_device_train_batch_size=per_device_train_batch_size, report_to="none",
+        use_cpu=True, logging_steps=1, save_strategy="no", per_device_eval_batch_size=8,
+    )  # fmt: skip
+    model = tiny_bert(seed=7, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    trainer = ContinualTrainer(
+        model=model, args=args, train_dataset=sets, eval_dataset=sets, processing_class=tokenizer
+    )
+    trainer.train()
+    losses = [{k: v for k, v in e.items() if k == "loss" or k.startswith("loss/")} for e in trainer.state.log_history]
+    weights = {n: p.detach().clone() for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
+    return trainer.continual_report()["accuracy_matrix"], [e for e in losses if e], weights
+
+
+def continual_experiences(tokenizer):
+    sets = {}
+    for i, topic in enumerate((SOURCE_TOPIC, TARGET_TOPIC, SOURCE_TOPIC + TARGET_TOPIC)):
+        sets[f"e{i}"] = tokenize(datasets.Dataset.from_dict(make_reviews(topic, 24, seed=i)), tokenizer)
+    return sets
+
+
 def meta_learning_rows(tokenizer):
     """Rows of two domains with a `domain` column (the tasks)."""
     source = make_reviews(SOURCE_TOPIC, 16, seed=0)
@@ -171,6 +201,13 @@ def main(output_dir: str, vocab_file: str, mode: str = "dann_mmd") -> None:
         losses, weights = meta_learning_step(output_dir, tokenizer, meta_learning_rows(tokenizer))
         if os.environ["RANK"] == "0":
             torch.save({"losses": losses, "weights": weights}, Path(output_dir) / "two_processes_meta_learning.pt")
+        print(f"rank {os.environ['RANK']}: OK", flush=True)
+        os._exit(0)
+    if mode == "continual":
+        matrix, losses, weights = continual_run(output_dir, tokenizer, 4)
+        if os.environ["RANK"] == "0":
+            torch.save({"matrix": matrix, "losses": losses, "weights": weights},
+                       Path(output_dir) / "two_processes_continual.pt")  # fmt: skip
         print(f"rank {os.environ['RANK']}: OK", flush=True)
         os._exit(0)
     if mode == "few_shot":

@@ -63,6 +63,25 @@ def test_two_processes_compute_the_losses_and_gradients_of_the_global_batch(tmp_
             torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
 
 
+def test_two_processes_learn_continually_as_one_process_with_the_global_batch(tmp_path):
+    """EWC + replay + LwF on 2 processes × 4 rows give the accuracy matrix, the losses and the weights of 1 process
+    × 8 rows: the same new and memory rows per step, the Fisher of the same global batches, the same LwF targets."""
+    from distributed_worker import continual_run
+
+    run_two_processes(tmp_path, "continual")
+    tokenizer = BertTokenizer(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    two = torch.load(tmp_path / "out" / "two_processes_continual.pt")
+    matrix, losses, weights = continual_run(str(tmp_path / "one"), tokenizer, 8)
+    assert two["matrix"] == matrix and len(matrix) == 3
+    assert len(two["losses"]) == len(losses) == 6 and {"loss/ewc", "loss/lwf"} <= set(losses[-1])
+    for theirs, ours in zip(two["losses"], losses):
+        assert set(theirs) == set(ours)
+        for key, value in ours.items():
+            assert theirs[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for key, weight in weights.items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=1e-4, atol=1e-6, msg=key)
+
+
 def test_two_processes_distil_as_one_process_with_the_global_batch(tmp_path):
     """Distillation on 2 processes × (4 labeled + 4 unlabeled) rows takes the SGD step of 1 process × (8 + 8): the
     per-process means average to the global batch's, and the projection's gradients are averaged too."""

@@ -95,6 +95,7 @@ def write_model_card(
     diagnostics: dict | None = None,
     guard: dict | None = None,
     teacher: dict | None = None,
+    continual: dict | None = None,
 ) -> str:
     """Render the card of a run into `output_dir/README.md` (default: `trainer.args.output_dir`); return its path.
 
@@ -111,6 +112,8 @@ def write_model_card(
         diagnostics, guard, teacher: shown in a final card: `TransferDiagnostics.after`'s results (proxy
             A-distance, plot), `DomainAdaptationTrainer.guard_negative_transfer`'s report, a distilled student's
             teacher (`DistillationTrainer.evaluate_teacher`: its name, size and results next to the student's).
+        continual: shown in a final card: `ContinualTrainer.continual_report()` (the accuracy matrix, its metrics and
+            the heatmap `accuracy_matrix.png` in the output folder).
         language, license, tags, datasets, pipeline_tag: Hub metadata added to what the run states.
     """
     args = trainer.args
@@ -141,6 +144,7 @@ def write_model_card(
         source_dataset=describe_source(source_dataset),
         target_dataset=describe_source(target_dataset) if target_dataset else None,
         **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results),
+        continual=_continual_section(continual) if checkpoint_step is None and continual else None,
         methods=description.methods,
         hyperparameters=_hyperparameters(trainer, trained, description),
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
@@ -472,6 +476,16 @@ def _teacher_section(report: dict, results: dict) -> dict:
         "construction": f"built from the teacher, keeping its layers {layers}" if layers else "given to the trainer",
         "rows": rows,
     }
+
+
+def _continual_section(report: dict) -> dict:
+    """The card's accuracy matrix (a Markdown table), the metrics read from it and the heatmap's file name."""
+    names = {"average_accuracy": "average accuracy", "forgetting": "forgetting", "backward_transfer":
+             "backward transfer", "forward_transfer": "forward transfer"}  # fmt: skip
+    metrics = [{"name": label, "value": "–" if report["metrics"].get(key) is None else
+                f"{100 * report['metrics'][key]:.2f}"} for key, label in names.items()]  # fmt: skip
+    return {"table": report["table"], "metrics": metrics, "plot": "accuracy_matrix.png",
+            "scenario": report["scenario"]}  # fmt: skip
 
 
 def _final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results) -> dict:
