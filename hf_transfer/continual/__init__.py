@@ -6,6 +6,7 @@ from .config import CONTINUAL_METHODS, SCENARIOS, ContinualConfig
 from .experiences import ContinualBatchSampler, ExperiencePlan, replay_memory
 from .losses import ewc_penalty, fisher_diagonal, lwf_loss, masked_logits, online_fisher
 from .metrics import continual_metrics, matrix_table, plot_matrix
+from .splits import split_by_classes
 from .trainer import ContinualMixin, ContinualTrainer, adapter_name
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "online_fisher",
     "plot_matrix",
     "replay_memory",
+    "split_by_classes",
 ]

@@ -124,7 +124,7 @@ def write_model_card(
     task = "image-classification" if _is_image_model(base) else "text-classification"
     if results is None:
         results = {k: v for entry in trainer.state.log_history for k, v in entry.items() if k.startswith("eval_")}
-    baselines = (source_only_results, oracle_results)
+    baselines, reports = (source_only_results, oracle_results), (diagnostics, guard, teacher, continual)
     eval_results, results_section = _results_section(results, eval_datasets, task, checkpoint_step, baselines)
     description = trainer.describe_training()
     trained = trainer.state.global_step > 0 or checkpoint_step is not None  # not: zero-shot, a head fitted alone
@@ -143,8 +143,7 @@ def write_model_card(
         source_label=description.data_label,
         source_dataset=describe_source(source_dataset),
         target_dataset=describe_source(target_dataset) if target_dataset else None,
-        **_final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results),
-        continual=_continual_section(continual) if checkpoint_step is None and continual else None,
+        **_final_sections(trainer, checkpoint_step, reports, source_only_results, results),
         methods=description.methods,
         hyperparameters=_hyperparameters(trainer, trained, description),
         training_time=_training_time(trainer, checkpoint_step, training_seconds),
@@ -154,6 +153,10 @@ def write_model_card(
         versions=_versions(),
         **results_section,
     )
+    return _save(card, output_dir)
+
+
+def _save(card: ModelCard, output_dir: str) -> str:
     path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(path)
@@ -488,11 +491,13 @@ def _continual_section(report: dict) -> dict:
             "scenario": report["scenario"]}  # fmt: skip
 
 
-def _final_sections(trainer, checkpoint_step, diagnostics, guard, source_only_results, teacher, results) -> dict:
-    """What only a final card shows (diagnostics, the guard, the teacher), and the steps of the run's own stage 1
-    when its results are the source-only baseline."""
+def _final_sections(trainer, checkpoint_step, reports: tuple, source_only_results, results) -> dict:
+    """What only a final card shows (`reports`: the diagnostics, the guard, the teacher, the continual report), and
+    the steps of the run's own stage 1 when its results are the source-only baseline."""
     final = checkpoint_step is None
+    diagnostics, guard, teacher, continual = reports
     return {
+        "continual": _continual_section(continual) if final and continual else None,
         "diagnostics": diagnostics if final else None,
         "guard": _guard_section(guard) if final and guard else None,
         "teacher": _teacher_section(teacher, results) if final and teacher else None,

@@ -306,5 +306,7 @@ def write_run_summary(trainer, metrics: dict[str, float]) -> None:
         summary["negative_transfer_guard"] = trainer._guard_report
     if getattr(trainer, "_teacher_report", None):
         summary["teacher"] = trainer._teacher_report
+    if getattr(trainer, "_continual_report", None):
+        summary["continual"] = trainer._continual_report
     with open(os.path.join(trainer.args.output_dir, RUN_SUMMARY_NAME), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
