@@ -385,3 +385,28 @@ def test_few_shot_report_means_goals_and_time_ratio():
     assert "+2.00 points over 1 and 1 runs" in goals
     assert "K = 8: our contrastive 70.00 % against setfit 68.00 % (2 and 2 runs), in 0.80× its training time" in goals
     assert "zero-shot: lowest target 59.00 %" in goals
+
+
+def test_continual_report_means_the_metrics_picks_lambda_on_dev_and_judges_the_goal():
+    import continual
+
+    def record(method, seed, accuracy, forgetting, split="test", setting="digits_class"):
+        return {"setting": setting, "split": split, "method": method, "seed": seed, "average_accuracy": accuracy,
+                "forgetting": forgetting, "backward_transfer": -forgetting, "forward_transfer": None,
+                "wall_seconds": 100.0, "cpu_seconds": 180.0}  # fmt: skip
+
+    grid = continual.EWC_GRID["digits_class"]
+    records = [record(f"ewc_{value:g}", 42, 0.2 + 0.01 * i, 0.5, split="dev") for i, value in enumerate(grid)]
+    records[1]["average_accuracy"] = 0.9  # λ = 1e4 wins on dev
+    assert continual.chosen_lambda(records, "digits_class") == 1e4
+    assert continual.chosen_lambda(records[:2], "digits_class") is None  # the grid is not done
+    records += [record("naive", s, a, f) for s, a, f in ((42, 0.20, 0.90), (43, 0.22, 0.94))]
+    records += [record("replay_500", s, a, f) for s, a, f in ((42, 0.80, 0.20), (43, 0.84, 0.24))]
+    records += [record("lwf", s, 0.25, 0.10) for s in (42, 43)]  # forgets least, above naive's accuracy
+    lines = continual.summary_tables(records)
+    assert "| naive | 2 | 21.00 ± 1.41 | 92.00 ± 2.83 | -92.00 ± 2.83 | – | 100 | 180 |" in lines
+    goal = "\n".join(continual.goal_lines([r for r in records if r["split"] == "test"], "digits_class"))
+    assert "lwf forgets 10.00 points against naive's 92.00 (at most a third: 30.67)" in goal and "**met**" in goal
+    records += [record("naive", 44, 2.5, 0.9)]  # naive's mean accuracy (an impossible 97.67) now above every method's
+    goal = "\n".join(continual.goal_lines([r for r in records if r["split"] == "test"], "digits_class"))
+    assert "no method reaches naive's average accuracy" in goal and "**not met**" in goal

@@ -137,12 +137,20 @@ def test_naive_run_fills_the_accuracy_matrix_and_writes_results_plot_and_card(tm
 
 
 def test_the_schedule_restarts_and_the_optimizer_state_is_cleared_with_each_experience(tmp_path, tokenizer):
-    trainer = _trainer(tmp_path, tokenizer, steps_per_experience=4, lr_scheduler_type="linear", logging_steps=1)
-    rates = []
+    trainer = _trainer(tmp_path, tokenizer, steps_per_experience=4, lr_scheduler_type="linear")
+    rates, sizes = [], []
     trainer.add_callback(_RecordRates(rates))
+    original = trainer._end_experience
+
+    def end(index):
+        original(index)
+        sizes.append(len(getattr(trainer.optimizer, "optimizer", trainer.optimizer).state))
+
+    trainer._end_experience = end
     trainer.train()
     assert rates[:4] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])  # linear decay over 4 steps
     assert rates[4:8] == pytest.approx(rates[:4]) and rates[8:] == pytest.approx(rates[:4])
+    assert sizes == [0, 0, len([p for p in trainer.model.parameters() if p.requires_grad])]  # Adam restarts
 
 
 class _RecordRates:
@@ -154,20 +162,6 @@ class _RecordRates:
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
         self.rates.append(optimizer.param_groups[0]["lr"])
-
-
-def test_optimizer_state_is_empty_at_the_start_of_each_experience(tmp_path, tokenizer):
-    trainer = _trainer(tmp_path, tokenizer)
-    sizes = []
-    original = trainer._end_experience
-
-    def end(index):
-        original(index)
-        sizes.append(len(getattr(trainer.optimizer, "optimizer", trainer.optimizer).state))
-
-    trainer._end_experience = end
-    trainer.train()
-    assert sizes == [0, 0, len(list(p for p in trainer.model.parameters() if p.requires_grad))]
 
 
 def test_ewc_fisher_and_penalty_equal_hand_written_references(tmp_path, tokenizer):
