@@ -31,6 +31,8 @@ def test_metrics_of_a_fixed_matrix_equal_the_hand_computed_values():
     late_peak = continual_metrics([[0.5, 0.1, 0.1], [0.9, 0.9, 0.2], [0.6, 0.9, 0.8]])
     assert late_peak["forgetting"] == pytest.approx(((0.9 - 0.6) + 0.0) / 2)
     assert late_peak["backward_transfer"] == pytest.approx(((0.6 - 0.5) + 0.0) / 2)
+    # an experience scoring higher before it was learned (an untrained adapter) is not forgetting
+    assert continual_metrics([[0.9, 0.7, 0.5], [0.9, 0.6, 0.5], [0.9, 0.6, 0.8]])["forgetting"] == 0.0
     joint = continual_metrics([[0.8, 0.9]])
     assert joint == {"average_accuracy": pytest.approx(0.85), "backward_transfer": None, "forgetting": None,
                      "forward_transfer": None}  # fmt: skip
@@ -289,6 +291,26 @@ def test_each_experience_adapter_trains_and_leaves_the_others_bitwise_unchanged(
     assert all(torch.equal(snapshots[0][n], snapshots[-1][n]) for n in base)  # the frozen base never moves
     model = trainer.accelerator.unwrap_model(trainer.model)
     assert sorted(model.peft_config) == ["experience_0", "experience_1", "experience_2"]
+    assert trainer.continual_report()["metrics"]["forgetting"] == 0.0 and model.active_adapter == "experience_2"
+    # saved and loaded as the card says: each adapter from its subfolder gives the trained adapter's logits
+    trainer.save_model()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert 'model.load_adapter("out", subfolder="experience_1", adapter_name="experience_1")' in card
+    from peft import PeftModel
+
+    base = tiny_bert(num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    loaded = PeftModel.from_pretrained(
+        base, str(tmp_path / "out"), subfolder="experience_0", adapter_name="experience_0"
+    )
+    for name in ("experience_1", "experience_2"):
+        loaded.load_adapter(str(tmp_path / "out"), subfolder=name, adapter_name=name)
+    batch = DataCollatorWithPadding(tokenizer)([{"input_ids": [2, 6, 7, 3]}, {"input_ids": [2, 12, 3]}])
+    model.eval()
+    for name in ("experience_0", "experience_1", "experience_2"):
+        model.set_adapter(name)
+        loaded.set_adapter(name)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.eval()(**batch).logits, model(**batch).logits)
 
 
 def test_task_scenario_classifies_among_the_experience_classes_only(tmp_path, tokenizer):

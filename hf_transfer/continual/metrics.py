@@ -6,7 +6,8 @@ the model before any training. With T ≥ 2:
 - average accuracy (Lopez-Paz & Ranzato 2017): ACC = (1/T) Σ_j R[T−1][j];
 - backward transfer (ibid.): BWT = 1/(T−1) Σ_{j<T−1} (R[T−1][j] − R[j][j]) (negative: forgetting);
 - forward transfer (ibid.): FWT = 1/(T−1) Σ_{j≥1} (R[j−1][j] − b[j]);
-- forgetting (Chaudhry et al. 2018, "Riemannian Walk"): F = 1/(T−1) Σ_{j<T−1} (max_{l<T−1} R[l][j] − R[T−1][j]).
+- forgetting (Chaudhry et al. 2018, "Riemannian Walk"): F = 1/(T−1) Σ_{j<T−1} (max_{j≤l<T−1} R[l][j] − R[T−1][j]):
+  the drop from the best accuracy on j once it was learned.
 
 A joint run (every experience at once) has one row: ACC only.
 """
@@ -24,7 +25,9 @@ def continual_metrics(matrix: list[list[float]], initial: list[float] | None = N
         return {**metrics, "backward_transfer": None, "forgetting": None, "forward_transfer": None}
     earlier = range(steps - 1)
     metrics["backward_transfer"] = sum(final[j] - matrix[j][j] for j in earlier) / (steps - 1)
-    metrics["forgetting"] = sum(max(matrix[i][j] for i in earlier) - final[j] for j in earlier) / (steps - 1)
+    metrics["forgetting"] = sum(max(matrix[i][j] for i in range(j, steps - 1)) - final[j] for j in earlier) / (
+        steps - 1
+    )
     if initial is None:
         metrics["forward_transfer"] = None
     else:

@@ -190,11 +190,21 @@ def common_hyperparameters(trainer, trained: bool = True) -> list[tuple[str, obj
         ("world_size (processes)", args.world_size),
         ("learning_rate", args.learning_rate),
         ("lr_scheduler_type", scheduler.value if hasattr(scheduler, "value") else scheduler),
-        ("warmup_steps", f"{args.warmup_steps} × max_steps" if 0 < args.warmup_steps < 1 else args.warmup_steps),
+        ("warmup_steps", _warmup(args)),
         ("weight_decay", args.weight_decay),
         ("mixed precision", _precision(args)),
         ("seed", args.seed),
     ]
+
+
+def _warmup(args):
+    """The warm-up; a fraction of the run's steps, or of each experience's in continual learning (its schedule
+    restarts with every experience)."""
+    if not 0 < args.warmup_steps < 1:
+        return args.warmup_steps
+    return f"{args.warmup_steps} × " + (
+        "the steps of each experience" if hasattr(args, "steps_per_experience") else "max_steps"
+    )
 
 
 def _hyperparameters(trainer, trained: bool, description: TrainingDescription) -> list[tuple[str, object]]:
@@ -351,32 +361,50 @@ def _usage(trainer, base, base_model: str, model_name: str, output_dir: str) -> 
         )
     if not peft:
         return f'from transformers import {auto_class}\n\nmodel = {auto_class}.from_pretrained("{repo_id}")'
+    adapters = list(trainer.model.peft_config)
     if own_code:
-        return (
-            "from peft import PeftModel\nfrom hf_transfer import SentenceClassifierForSequenceClassification\n\n"
-            f'base = SentenceClassifierForSequenceClassification.from_encoder("{base_model}", '
-            f"num_labels={base.config.num_labels}, pooling={base.config.pooling!r})\n"
-            f'model = PeftModel.from_pretrained(base, "{repo_id}")'
-        )
-    if is_image:
-        usage = (
-            f"from peft import PeftModel\nfrom transformers import {auto_class}\n\n"
-            f'base = {auto_class}.from_pretrained("{base_model}", num_labels={base.config.num_labels}, '
-            "ignore_mismatched_sizes=True)\n"
-            f'model = PeftModel.from_pretrained(base, "{repo_id}")'
-        )
+        base_line = (f'base = SentenceClassifierForSequenceClassification.from_encoder("{base_model}", '
+                     f"num_labels={base.config.num_labels}, pooling={base.config.pooling!r})")  # fmt: skip
+        usage = "from peft import PeftModel\nfrom hf_transfer import SentenceClassifierForSequenceClassification\n\n"
+    elif is_image or len(adapters) > 1:
+        base_line = _base_line(auto_class, base_model, base, repo_id, output_dir)
+        usage = f"from peft import PeftModel\nfrom transformers import {auto_class}\n\n"
     else:
-        usage = (
+        return (
             "from peft import AutoPeftModelForSequenceClassification\n\n"
             f'model = AutoPeftModelForSequenceClassification.from_pretrained("{repo_id}")'
-        )
-    if merged:
-        usage += (
-            "\n\n# or the adapter merged into the base weights (saved with --merge_adapter), without PEFT:\n"
-            f"from transformers import {auto_class}\n\n"
-            f'merged = {auto_class}.from_pretrained("{repo_id}", subfolder="merged")'
-        )
-    return usage
+        ) + _merged_usage(merged, auto_class, repo_id)
+    usage += base_line + "\n" + _adapter_lines(repo_id, adapters)
+    return usage + _merged_usage(merged, auto_class, repo_id)
+
+
+def _base_line(auto_class: str, base_model: str, base, repo_id: str, output_dir: str) -> str:
+    """How the card's snippet loads the frozen base of an adapter: its Hub id or path, or the untrained base saved
+    beside the adapters (`base_model/`) when it was built from a config."""
+    if (Path(output_dir) / "base_model" / "config.json").is_file():
+        return f'base = {auto_class}.from_pretrained("{repo_id}", subfolder="base_model")  # saved with the adapters'
+    return (f'base = {auto_class}.from_pretrained("{base_model}", num_labels={base.config.num_labels}, '
+            "ignore_mismatched_sizes=True)")  # fmt: skip
+
+
+def _adapter_lines(repo_id: str, adapters: list[str]) -> str:
+    """One adapter: `PeftModel.from_pretrained`; several (an adapter per experience): each from its subfolder."""
+    if len(adapters) == 1:
+        return f'model = PeftModel.from_pretrained(base, "{repo_id}")'
+    lines = [f'model = PeftModel.from_pretrained(base, "{repo_id}", subfolder="{adapters[0]}", '
+             f'adapter_name="{adapters[0]}")']  # fmt: skip
+    lines += [f'model.load_adapter("{repo_id}", subfolder="{name}", adapter_name="{name}")' for name in adapters[1:]]
+    return "\n".join(lines + [f'model.set_adapter("{adapters[-1]}")  # the adapter of the input\'s experience'])
+
+
+def _merged_usage(merged: bool, auto_class: str, repo_id: str) -> str:
+    if not merged:
+        return ""
+    return (
+        "\n\n# or the adapter merged into the base weights (saved with --merge_adapter), without PEFT:\n"
+        f"from transformers import {auto_class}\n\n"
+        f'merged = {auto_class}.from_pretrained("{repo_id}", subfolder="merged")'
+    )
 
 
 def _hardware(device: torch.device) -> str:

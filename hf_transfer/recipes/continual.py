@@ -1,6 +1,7 @@
 """What the continual-learning recipes add: their data (one experience per dataset for text domains, groups of
 classes of one dataset for split digits) and the run (the `ContinualTrainer`, its report and card)."""
 
+import copy
 import os
 from dataclasses import dataclass, field
 
@@ -110,12 +111,21 @@ def continual_card_info(base_model: str | None, specs: dict[str, str], split: st
 
 
 def train_continual(training_args, *, model, processing_class, data_collator, train_sets, eval_sets, card_info):
-    """Train the experiences in order, then end the run (`finish_run`): the matrix, its metrics and the card."""
+    """Train the experiences in order, then end the run (`finish_run`): the matrix, its metrics and the card.
+
+    With adapters on a model built from a config (no pretrained weights to reload), its untrained weights are saved
+    beside the adapters in `base_model/`, so the adapters can be loaded again (the card says how)."""
+    untrained_base = None
+    if "adapters" in training_args.continual_method and not getattr(model, "name_or_path", ""):
+        untrained_base = copy.deepcopy(model)
     trainer = ContinualTrainer(model=model, args=training_args, train_dataset=train_sets, eval_dataset=eval_sets,
                                processing_class=processing_class, data_collator=data_collator,
                                compute_metrics=compute_classification_metrics)  # fmt: skip
     trainer.set_model_card_info(**card_info)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if untrained_base is not None and trainer.args.should_save:
+        untrained_base.save_pretrained(os.path.join(training_args.output_dir, "base_model"))
+        processing_class.save_pretrained(os.path.join(training_args.output_dir, "base_model"))
     report = trainer.continual_report()
     values = [f"{key.replace('_', ' ')} {100 * v:.2f}" for key, v in report["metrics"].items() if v is not None]
     text = f"{report['table']}\n{', '.join(training_args.continual_method)} ({training_args.scenario}-incremental): "
