@@ -2,9 +2,9 @@
 meta-learning, and continual learning for Hugging Face `transformers` models.
 
 One subpackage per trainer family (`fine_tuning`, `domain_adaptation`, `distillation`, `few_shot`,
-`meta_learning`, `continual`), each a config + trainer pair; what the families share sits in named modules beside them
-(`base_config`, `base_trainer`, `strategies`, `features`, `evaluation`, `hub`, ...). Every public name is
-importable from here.
+`meta_learning`, `continual`), each a config + trainer pair; `transferability` scores and ranks candidates before
+training; what the families share sits in named modules beside them (`base_config`, `base_trainer`, `strategies`,
+`features`, `evaluation`, `hub`, ...). Every public name is importable from here.
 """
 
 from .base_config import BaseConfig
@@ -54,6 +54,7 @@ from .loss_spec import LossInputs, LossSpec
 from .meta_learning import MetaLearningConfig, MetaLearningMixin, MetaLearningTrainer
 from .metrics import compute_classification_metrics, load_metric
 from .strategies import ProgressiveUnfreezingCallback, layer_groups
+from .transferability import TransferabilityRanking, h_score, leep, logme, nce, rank_models, rank_sources
 
 # The fine-tuning family's former names, kept: `TransferTrainer` and `TransferConfig` are `FineTuningTrainer` and
 # `FineTuningConfig`; `TransferLearningMixin` is `FineTuningMixin`.
@@ -101,6 +102,7 @@ __all__ = [
     "TransferLearningMixin",
     "TransferReport",
     "TransferTrainer",
+    "TransferabilityRanking",
     "compute_classification_metrics",
     "build_student",
     "contrastive_pairs",
@@ -111,17 +113,23 @@ __all__ = [
     "embed_and_predict",
     "extract_features",
     "gradient_reversal",
+    "h_score",
     "information_maximization_loss",
     "label_free_validators",
     "layer_groups",
+    "leep",
     "linear_probe",
     "load_amazon_reviews",
     "load_digits",
     "load_domain_dataset",
     "load_metric",
+    "logme",
     "minimum_class_confusion_loss",
     "mmd_loss",
+    "nce",
     "negative_transfer_guard",
+    "rank_models",
+    "rank_sources",
     "redecide",
     "zero_shot_classifier",
 ]

@@ -32,13 +32,12 @@ from hf_transfer.recipes.arguments import TextModelArguments
 from hf_transfer.recipes.continual import (
     TextExperienceArguments,
     continual_card_info,
-    experience_name,
     load_text_experiences,
     train_continual,
 )
 from hf_transfer.recipes.models import load_text_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
-from hf_transfer.recipes.preprocessing import text_tokenizer_function
+from hf_transfer.recipes.preprocessing import dataset_name, text_tokenizer_function
 from hf_transfer.recipes.run import setup_logging
 
 # This recipe's defaults for `ContinualConfig` fields: 50 steps of 16 reviews per domain, as text_cls_finetune.py.
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with training_args.main_process_first(desc="tokenization"):
         train_sets = {name: data.map(tokenize, batched=True) for name, data in train_sets.items()}
         eval_sets = {name: data.map(tokenize, batched=True) for name, data in eval_sets.items()}
-    specs = {experience_name(spec): spec for spec in data_args.experiences}
+    specs = {dataset_name(spec): spec for spec in data_args.experiences}
     return train_continual(
         training_args,
         model=model,

@@ -1,6 +1,8 @@
 """Transferability estimators against hand-written references (LogME also against the closed-form marginal
 likelihood), the invariances the papers state, and the rankings of models and sources on tiny models."""
 
+import json
+
 import datasets
 import numpy as np
 import pytest
@@ -151,3 +153,26 @@ def test_rank_models_scores_each_candidate_on_its_own_features(tokenizer, tmp_pa
     unlabeled = target.remove_columns("label")
     with pytest.raises(ValueError, match="labeled rows"):
         rank_models(candidates, unlabeled, DataCollatorWithPadding(tokenizer))
+
+
+def test_recipe_ranks_the_bundled_sources_for_kitchen_and_writes_the_table(tmp_path, tiny_model_dir, capsys):
+    from conftest import load_recipe
+
+    out = tmp_path / "rank"
+    recipe = load_recipe("rank_transfer")
+    quick = ["--max_source_samples", "40", "--max_target_samples", "30", "--max_length", "32"]
+    ranking = recipe.main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *quick])
+    assert [row["candidate"] for row in ranking.rows] == ["books", "dvd", "electronics"]
+    saved = json.loads((out / "ranking.json").read_text())
+    assert saved["kind"] == "source" and saved["estimators"] == ["logme", "h_score", "leep", "nce"]
+    assert (
+        saved["rows"] == ranking.rows
+        and "Candidate sources for amazon:kitchen (30 labeled rows)" in capsys.readouterr().out
+    )
+    models = recipe.main(["--candidate_models", str(tiny_model_dir), "--output_dir", str(out),
+                          "--max_target_samples", "30", "--max_length", "32", "--estimators", "logme"])  # fmt: skip
+    assert models.kind == "model" and [row["candidate"] for row in models.rows] == [str(tiny_model_dir)]
+    with pytest.raises(ValueError, match="names a candidate twice"):
+        recipe.main(["--candidate_models", str(tiny_model_dir), str(tiny_model_dir)])
+    with pytest.raises(ValueError, match="not both"):
+        recipe.main(["--candidate_models", "a", "--candidate_sources", "amazon:books"])

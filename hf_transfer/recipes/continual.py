@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..continual import ContinualTrainer, split_by_classes
 from ..metrics import compute_classification_metrics
-from .preprocessing import describe_dataset, encode_labels, label_names_of, load_split
+from .preprocessing import dataset_name, describe_dataset, encode_labels, label_names_of, load_split
 from .run import finish_run
 
 
@@ -48,14 +48,9 @@ class ImageExperienceArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many evaluation rows."})
 
 
-def experience_name(spec: str) -> str:
-    """The name of a dataset's experience: the domain of 'amazon:<domain>', else the last part of the path or id."""
-    return spec.split(":", 1)[1] if ":" in spec else os.path.basename(os.path.normpath(spec))
-
-
 def load_text_experiences(data_args: TextExperienceArguments, seed: int):
     """(label names, {name: train split}, {name: eval split}), labels encoded as ids of the first dataset's."""
-    names = [experience_name(spec) for spec in data_args.experiences]
+    names = [dataset_name(spec) for spec in data_args.experiences]
     if len(data_args.experiences) < 2:
         raise ValueError(f"`experiences` needs at least 2 datasets to learn in sequence, got {data_args.experiences}.")
     if len(set(names)) != len(names):

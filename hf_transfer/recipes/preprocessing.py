@@ -113,6 +113,12 @@ def encode_labels(dataset: datasets.Dataset, argument: str, column: str, label_n
     return dataset
 
 
+def dataset_name(spec: str) -> str:
+    """A short name for a dataset: the domain of 'amazon:<domain>' / 'digits:<name>', else the last part of the path
+    or Hub id (an experience's name, a candidate source's)."""
+    return spec.split(":", 1)[1] if ":" in spec else os.path.basename(os.path.normpath(spec))
+
+
 def describe_dataset(spec: str, split: str | None) -> str:
     """What the model card says of a dataset: never an absolute local path."""
     if spec.startswith("amazon:"):
