@@ -39,6 +39,7 @@ from hf_transfer.recipes.preprocessing import (
     label_names_of,
     load_image_domain_sets,
     prepare_image_sets,
+    source_specs,
 )
 from hf_transfer.recipes.run import setup_logging, train_domain_adaptation
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     sets = prepare_image_sets(raw, image_processor, data_args, label_names, training_args, unlabeled=("target",))
     eval_sets = {name: sets[name] for name in ("source_test", "target_test") if sets[name] is not None}
     architecture = os.path.basename(base_model) if base_model else model_args.model_type
+    sources = " + ".join(source_specs(data_args.source_dataset))
     return train_domain_adaptation(
         training_args,
         evaluation_args,
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_datasets=eval_sets,
         card_info=domain_card_info(base_model, data_args, "source_test", data_args.source_test_split),
         stage1=stage1,
-        report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, {architecture}, "
+        report=f"target-test accuracy ({sources} -> {data_args.target_dataset}, {architecture}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )
 

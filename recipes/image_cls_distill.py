@@ -35,7 +35,7 @@ from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
     check_image_columns,
     check_image_training_args,
-    describe_dataset,
+    describe_sources,
     domain_card_info,
     label_names_of,
     load_image_domain_sets,
@@ -108,7 +108,7 @@ def load_teacher_and_processor(model_args, teacher_args, distill_args, data_args
     scale = teacher_args.teacher_depth_scale
     model, processor, _ = load_image_classifier(model_args, label_names, depth_scale=scale)
     sets = prepare_image_sets(raw, processor, data_args, label_names, training_args, unlabeled=("target",))
-    source = describe_dataset(data_args.source_dataset, data_args.source_train_split)
+    source = describe_sources(data_args.source_dataset, data_args.source_train_split)
     base = f"{model_args.model_type} from scratch ({scale}x the recipe's blocks)"
     facts = teacher_facts(base, source, distill_args, training_args)
     name = f"a {base} trained on {source} ({distill_args.teacher_max_steps} steps, in teacher/)"

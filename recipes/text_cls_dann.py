@@ -42,6 +42,7 @@ from hf_transfer.recipes.preprocessing import (
     label_names_of,
     load_text_domain_sets,
     prepare_text_sets,
+    source_specs,
 )
 from hf_transfer.recipes.run import setup_logging, train_domain_adaptation
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model_card_name = stage1["facts"]["base_model"] if stage1 else model_card_name
     sets = prepare_text_sets(raw, tokenizer, data_args, label_names, training_args, unlabeled=("target",))
     eval_sets = {name: sets[name] for name in ("source_validation", "target_test") if sets[name] is not None}
+    sources = " + ".join(source_specs(data_args.source_dataset))
     return train_domain_adaptation(
         training_args,
         evaluation_args,
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_datasets=eval_sets,
         card_info=domain_card_info(model_card_name, data_args, "source_validation", data_args.source_validation_split),
         stage1=stage1,
-        report=f"target-test accuracy ({data_args.source_dataset} -> {data_args.target_dataset}, "
+        report=f"target-test accuracy ({sources} -> {data_args.target_dataset}, "
         f"adaptation_loss={training_args.adaptation_loss or 'none'}): {{eval_target_test_accuracy:.4f}}",
     )
 

@@ -34,7 +34,7 @@ from hf_transfer.recipes.models import from_pretrained_or_explain, load_text_cla
 from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
     check_text_columns,
-    describe_dataset,
+    describe_sources,
     domain_card_info,
     label_names_of,
     load_text_domain_sets,
@@ -86,7 +86,7 @@ def load_teacher_and_tokenizer(model_args, distill_args, data_args, training_arg
         return teacher, tokenizer, name, describe_source(name), sets
     model, tokenizer, base_name = load_text_classifier(model_args, label_names)
     sets = prepare_text_sets(raw, tokenizer, data_args, label_names, training_args, unlabeled=("target",))
-    source = describe_dataset(data_args.source_dataset, data_args.source_train_split)
+    source = describe_sources(data_args.source_dataset, data_args.source_train_split)
     facts = teacher_facts(base_name, source, distill_args, training_args)
     name = f"{describe_source(base_name)} fine-tuned on {source} ({distill_args.teacher_max_steps} steps, in teacher/)"
     folder = saved_teacher(training_args.output_dir, facts)

@@ -39,18 +39,26 @@ from hf_transfer.recipes.preprocessing import (
     check_text_columns,
     fine_tuning_card_info,
     label_names_of,
+    load_sources,
     load_split,
     prepare_text_sets,
+    source_specs,
 )
 from hf_transfer.recipes.run import setup_logging, train_fine_tuning
 
 
 @dataclass
 class DataArguments:
-    dataset: str = field(
-        default="amazon:books",
-        metadata={"help": "Labeled data: 'amazon:<domain>' (bundled), a local file/folder or a Hub dataset id."},
-    )
+    dataset: list[str] = field(
+        default_factory=lambda: ["amazon:books"],
+        metadata={"help": "Labeled data, one or several sources: 'amazon:<domain>' (bundled), local files/folders or "
+                  "Hub dataset ids (several: see --source_mixing)."},
+    )  # fmt: skip
+    source_mixing: str = field(
+        default="proportional",
+        metadata={"help": "Several datasets: 'proportional' (all their rows) or 'equal' (each drawn with replacement "
+                  "up to the largest one's rows).", "choices": ["proportional", "equal"]},
+    )  # fmt: skip
     train_split: str = field(default="train", metadata={"help": "Split of dataset to train on."})
     validation_split: str | None = field(
         default="validation",
@@ -91,14 +99,19 @@ def parse_args(argv: list[str] | None = None):
 
 
 def load_datasets(data_args: DataArguments, seed: int) -> dict:
-    """{name: (dataset or None, argument)}: the training split, the held-out validation split (not of a single
-    local file) and the test set."""
+    """{name: (dataset or None, argument)}: the training split and the held-out validation split of every dataset
+    (none for single local files), and the test set."""
     validation = test = None
-    if not os.path.isfile(data_args.dataset):  # a single local file has no validation split
-        validation = load_split(data_args.dataset, data_args.validation_split, "dataset", data_args.max_eval_samples)
+    specs = source_specs(data_args.dataset)
+
+    def load(split, rows, seed):
+        return load_sources(specs, split, rows, seed, data_args.label_column, data_args.source_mixing, "dataset")
+
+    if not any(os.path.isfile(spec) for spec in specs):  # a single local file has no validation split
+        validation = load(data_args.validation_split, data_args.max_eval_samples, 0)
     if data_args.test_dataset not in (None, "", "none"):
         test = load_split(data_args.test_dataset, data_args.test_split, "test_dataset", data_args.max_eval_samples)
-    train = load_split(data_args.dataset, data_args.train_split, "dataset", data_args.max_train_samples, seed)
+    train = load(data_args.train_split, data_args.max_train_samples, seed)
     return {"train": (train, "dataset"), "validation": (validation, "dataset"), "test": (test, "test_dataset")}
 
 
@@ -115,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     sets = prepare_text_sets(raw, tokenizer, data_args, label_names, training_args)
     eval_sets = {name: sets[name] for name in ("validation", "test") if sets[name] is not None}
     first_eval = next(iter(eval_sets), None)
+    sources = " + ".join(source_specs(data_args.dataset))
     return train_fine_tuning(
         training_args,
         fine_tuning_args,
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_dataset=sets["train"],
         eval_datasets=eval_sets,
         card_info=fine_tuning_card_info(model_card_name, data_args),
-        report=f"{first_eval} accuracy ({data_args.dataset}, {training_args.transfer_strategy}): "
+        report=f"{first_eval} accuracy ({sources}, {training_args.transfer_strategy}): "
         f"{{eval_{first_eval}_accuracy:.4f}}"
         if first_eval
         else "trained (no evaluation set)",

@@ -66,3 +66,24 @@ def test_bundled_digits_splits():
     assert np.array_equal(np.asarray(oracle[7]["image"]), np.asarray(unlabeled[7]["image"]))
     with pytest.raises(ValueError, match=r"`split` for 'mnist' must be one of \['unlabeled', 'test', 'oracle_train'\]"):
         load_digits("mnist", "train")
+
+
+def test_several_sources_combine_in_proportion_or_equally_with_their_labels_encoded(tmp_path):
+    """`load_sources`: the bundled books reviews (a ClassLabel) and a local file with string labels become one
+    dataset with the first source's label ids; 'equal' draws the smaller source up to the larger one's rows."""
+    import json
+
+    from hf_transfer.recipes.preprocessing import load_sources
+
+    rows = [{"text": f"review {i}", "label": "positive" if i % 3 else "negative"} for i in range(30)]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    specs = ["amazon:books", str(path)]
+    mixed = load_sources(specs, "train", 90, 0, "label", "proportional")
+    assert len(mixed) == 120 and mixed.features["label"].names == ["negative", "positive"]
+    assert mixed["label"][90:] == [1 if i % 3 else 0 for i in range(30)]  # the file's rows, labels as ids
+    equal = load_sources(specs, "train", 90, 0, "label", "equal")
+    assert len(equal) == 180 and sorted(set(equal["text"][90:])) == sorted({r["text"] for r in rows})
+    assert equal["text"][:90] == mixed["text"][:90]  # the larger source once, as it is
+    with pytest.raises(ValueError, match="names a dataset twice"):
+        load_sources(["amazon:books", "amazon:books"], "train", 10, 0, "label", "proportional")

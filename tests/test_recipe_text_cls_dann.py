@@ -109,3 +109,21 @@ def test_main_reports_a_missing_column_by_name(tmp_path, tiny_model_dir):
                 *QUICK,
             ]
         )
+
+
+def test_several_sources_train_together_and_the_card_lists_each(tmp_path, tiny_model_dir, capsys):
+    """`--source_dataset amazon:books amazon:dvd amazon:electronics` → kitchen: the three sources train together,
+    the held-out source split is every source's, the card and the report name all three."""
+    out = tmp_path / "run"
+    sources = ["amazon:books", "amazon:dvd", "amazon:electronics"]
+    arguments = ["--source_dataset", *sources, "--adaptation_loss", "dann", "--source_only_steps", "0"]
+    load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *QUICK, *arguments])
+    assert "(amazon:books + amazon:dvd + amazon:electronics -> amazon:kitchen" in capsys.readouterr().out
+    card = (out / "README.md").read_text()
+    assert "Amazon reviews, books (Blitzer et al. 2007, bundled), split train; Amazon reviews, dvd" in card
+    assert "Amazon reviews, electronics (Blitzer et al. 2007, bundled), split validation" in card
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    with pytest.raises(ValueError, match="`target_dataset` 'amazon:kitchen' is also a source"):
+        load_recipe().main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "no"),
+                            *QUICK, "--source_dataset", "amazon:books", "amazon:kitchen"])  # fmt: skip

@@ -59,10 +59,16 @@ class TextDomainDataArguments:
     """The data of the text recipes that train on two domains: labeled source rows, unlabeled target rows (the
     domain-adaptation and distillation recipes), a held-out source split and a labeled target test set."""
 
-    source_dataset: str = field(
-        default="amazon:books",
-        metadata={"help": "Labeled source data: 'amazon:<domain>' (bundled), a local file/folder or a Hub dataset id."},
-    )
+    source_dataset: list[str] = field(
+        default_factory=lambda: ["amazon:books"],
+        metadata={"help": "Labeled source data, one or several: 'amazon:<domain>' (bundled), local files/folders or "
+                  "Hub dataset ids (several: see --source_mixing)."},
+    )  # fmt: skip
+    source_mixing: str = field(
+        default="proportional",
+        metadata={"help": "Several sources: 'proportional' (all their rows) or 'equal' (each source drawn with "
+                  "replacement up to the largest one's rows).", "choices": ["proportional", "equal"]},
+    )  # fmt: skip
     source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
     source_validation_split: str | None = field(
         default="validation",
@@ -91,12 +97,16 @@ class TextDomainDataArguments:
 class ImageDomainDataArguments:
     """The data of the image recipes that train on two domains (like `TextDomainDataArguments`)."""
 
-    source_dataset: str = field(
-        default="digits:usps",
-        metadata={
-            "help": "Labeled source images: 'digits:usps' / 'digits:mnist' (bundled), a local folder or a Hub id."
-        },
-    )
+    source_dataset: list[str] = field(
+        default_factory=lambda: ["digits:usps"],
+        metadata={"help": "Labeled source images, one or several: 'digits:usps' / 'digits:mnist' (bundled), local "
+                  "folders or Hub ids (several: see --source_mixing)."},
+    )  # fmt: skip
+    source_mixing: str = field(
+        default="proportional",
+        metadata={"help": "Several sources: 'proportional' (all their rows) or 'equal' (each source drawn with "
+                  "replacement up to the largest one's rows).", "choices": ["proportional", "equal"]},
+    )  # fmt: skip
     source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
     source_test_split: str | None = field(
         default="test", metadata={"help": "Held-out split of source_dataset to evaluate on; 'none' to skip."}

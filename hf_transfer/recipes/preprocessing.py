@@ -21,22 +21,83 @@ def load_split(spec: str, split: str | None, argument: str, max_rows: int | None
     return dataset
 
 
+def source_specs(value) -> list[str]:
+    """The source datasets of a recipe: `--source_dataset` takes one or several (a config file may give a string)."""
+    specs = [value] if isinstance(value, str) else list(value or [])
+    if not specs:
+        raise ValueError("`source_dataset` is empty: give at least one labeled source dataset.")
+    if len(set(specs)) != len(specs):
+        raise ValueError(f"`source_dataset` names a dataset twice: {specs}.")
+    return specs
+
+
+def load_sources(specs, split: str | None, max_rows: int | None, seed: int, label_column: str, mixing: str,
+                 argument: str = "source_dataset"):  # fmt: skip
+    """One split of every source dataset (`max_rows` each), as one dataset: the rows of all sources
+    (`source_mixing="proportional"`: each source in proportion to its rows) or each source drawn with replacement up
+    to the size of the largest (`"equal"`: every source equally likely per row). Labels are encoded as ids of the
+    first source's label names, so sources with `ClassLabel`, string or integer labels combine; the columns every
+    source has are kept. `None` for 'none'."""
+    specs = source_specs(specs)
+    parts = [load_split(spec, split, argument, max_rows, seed) for spec in specs]
+    if len(parts) == 1 or parts[0] is None:
+        return parts[0]
+    names = label_names_of(parts[0], label_column)
+    keep = [c for c in parts[0].column_names if all(c in part.column_names for part in parts)]  # shared columns
+    encoded = []
+    for part in parts:
+        check_columns(part, argument, [label_column], "every source needs the label column (--label_column).")
+        part = encode_labels(part.select_columns(keep), argument, label_column, names)
+        encoded.append(part.cast_column("label", datasets.ClassLabel(names=names)))
+    if mixing == "equal":
+        largest = max(len(part) for part in encoded)
+        encoded = [_resample(part, largest, seed + i) for i, part in enumerate(encoded)]
+    return datasets.concatenate_datasets(encoded)
+
+
+def _sources(data_args, split: str | None, max_rows: int | None, seed: int):
+    return load_sources(
+        data_args.source_dataset, split, max_rows, seed, data_args.label_column, data_args.source_mixing
+    )
+
+
+def _resample(dataset: datasets.Dataset, rows: int, seed: int) -> datasets.Dataset:
+    """`rows` rows: every row once, then a seeded draw with replacement for the rest."""
+    import numpy as np
+
+    extra = np.random.default_rng(seed).integers(0, len(dataset), rows - len(dataset)).tolist()
+    return dataset.select(list(range(len(dataset))) + extra)
+
+
+def describe_sources(value, split: str | None) -> str:
+    """What the card says of the source data: each source, joined."""
+    return "; ".join(describe_dataset(spec, split) for spec in source_specs(value))
+
+
+def check_target_not_a_source(data_args) -> None:
+    target = getattr(data_args, "target_dataset", None)
+    if target and target in source_specs(data_args.source_dataset):
+        raise ValueError(f"`target_dataset` {target!r} is also a source: remove it from `source_dataset`.")
+
+
 def load_text_domain_sets(data_args, seed: int) -> dict:
-    """{name: (dataset or None, argument)} of a `TextDomainDataArguments`: the source train and validation splits,
-    the unlabeled target rows and the labeled target test set (`None` where 'none' or not given)."""
-    source, target_spec = data_args.source_dataset, data_args.target_dataset
+    """{name: (dataset or None, argument)} of a `TextDomainDataArguments`: the source train and validation splits
+    (of every source, `load_sources`), the unlabeled target rows and the labeled target test set (`None` where
+    'none' or not given)."""
+    check_target_not_a_source(data_args)
+    target_spec = data_args.target_dataset
     if target_spec in ("", "none"):
         target_spec = None
     test_spec = data_args.target_test_dataset or target_spec
     max_train, max_eval = data_args.max_train_samples, data_args.max_eval_samples
     validation = target = test = None
-    if not os.path.isfile(source):  # a single local file has no validation split
-        validation = load_split(source, data_args.source_validation_split, "source_dataset", max_eval, seed)
+    if not any(os.path.isfile(spec) for spec in source_specs(data_args.source_dataset)):  # files have no validation
+        validation = _sources(data_args, data_args.source_validation_split, max_eval, seed)
     if target_spec is not None:
         target = load_split(target_spec, data_args.target_train_split, "target_dataset")
     if test_spec not in (None, "", "none"):
         test = load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed)
-    train = load_split(source, data_args.source_train_split, "source_dataset", max_train, seed)
+    train = _sources(data_args, data_args.source_train_split, max_train, seed)
     return {
         "source": (train, "source_dataset"),
         "source_validation": (validation, "source_dataset"),
@@ -55,7 +116,8 @@ def load_image_domain_sets(data_args, seed: int) -> dict:
             f"`target_test_split` and `target_train_split` are both {data_args.target_train_split!r}: the target "
             "test images must not be the ones trained on. Choose another split."
         )
-    source, max_eval = data_args.source_dataset, data_args.max_eval_samples
+    check_target_not_a_source(data_args)
+    max_eval = data_args.max_eval_samples
     unlabeled = test = None
     if target is not None:
         unlabeled = load_split(
@@ -63,13 +125,10 @@ def load_image_domain_sets(data_args, seed: int) -> dict:
         )
     if test_spec not in (None, "", "none"):
         test = load_split(test_spec, data_args.target_test_split, "target_test_dataset", max_eval, seed)
-    train = load_split(source, data_args.source_train_split, "source_dataset", data_args.max_train_samples, seed)
+    train = _sources(data_args, data_args.source_train_split, data_args.max_train_samples, seed)
     return {
         "source": (train, "source_dataset"),
-        "source_test": (
-            load_split(source, data_args.source_test_split, "source_dataset", max_eval, seed),
-            "source_dataset",
-        ),
+        "source_test": (_sources(data_args, data_args.source_test_split, max_eval, seed), "source_dataset"),
         "target": (unlabeled, "target_dataset"),
         "target_test": (test, "target_test_dataset"),
     }
@@ -240,9 +299,9 @@ def fine_tuning_card_info(base_model: str | None, data_args) -> dict:
     """What a fine-tuning recipe's card says of its model and data (`trainer.set_model_card_info`)."""
     return dict(
         base_model=base_model,
-        source_dataset=describe_dataset(data_args.dataset, data_args.train_split),
+        source_dataset=describe_sources(data_args.dataset, data_args.train_split),
         eval_datasets={
-            "validation": describe_dataset(data_args.dataset, data_args.validation_split),
+            "validation": describe_sources(data_args.dataset, data_args.validation_split),
             "test": describe_dataset(data_args.test_dataset or "", data_args.test_split),
         },
     )
@@ -253,12 +312,12 @@ def domain_card_info(base_model: str | None, data_args, source_eval: str, source
     a target (or target test) set given as 'none' is left out."""
     target = None if data_args.target_dataset in (None, "", "none") else data_args.target_dataset
     test_spec = data_args.target_test_dataset or target
-    eval_datasets = {source_eval: describe_dataset(data_args.source_dataset, source_eval_split)}
+    eval_datasets = {source_eval: describe_sources(data_args.source_dataset, source_eval_split)}
     if test_spec not in (None, "", "none"):
         eval_datasets["target_test"] = describe_dataset(test_spec, data_args.target_test_split)
     return dict(
         base_model=base_model,
-        source_dataset=describe_dataset(data_args.source_dataset, data_args.source_train_split),
+        source_dataset=describe_sources(data_args.source_dataset, data_args.source_train_split),
         target_dataset=None if target is None else describe_dataset(target, data_args.target_train_split),
         eval_datasets=eval_datasets,
     )
