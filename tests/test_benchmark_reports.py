@@ -410,3 +410,24 @@ def test_continual_report_means_the_metrics_picks_lambda_on_dev_and_judges_the_g
     records += [record("naive", 44, 2.5, 0.9)]  # naive's mean accuracy (an impossible 97.67) now above every method's
     goal = "\n".join(continual.goal_lines([r for r in records if r["split"] == "test"], "digits_class"))
     assert "no method reaches naive's average accuracy" in goal and "**not met**" in goal
+
+
+def test_transferability_report_taus_hits_and_multi_source_goal():
+    import transferability as bench
+
+    assert bench.kendall_tau([3, 2, 1], [0.9, 0.8, 0.7]) == 1.0
+    assert bench.kendall_tau([1, 2, 3], [0.9, 0.8, 0.7]) == -1.0
+    assert bench.kendall_tau([2, 3, 1], [0.9, 0.8, 0.7]) == pytest.approx(1 / 3)
+    truth = bench.source_only_truth("kitchen")  # the committed source-only accuracies
+    assert set(truth) == {"books", "dvd", "electronics"} and all(0.5 < v < 1 for v in truth.values())
+    best = max(truth, key=truth.get)
+    rows = [{"candidate": s, **{e: (1.0 if s == best else 0.5) for e in bench.ESTIMATORS}} for s in truth]
+    record = {"stage": "sources", "target": "kitchen", "ranking": {"rows": rows}, "truth": truth, "wall_seconds": 40.0}
+    lines = "\n".join(bench.source_lines([record]))
+    assert f"| kitchen | {best} ({100 * truth[best]:.2f}) | +0.67 ✓" in lines and "1 of 1" in lines
+    assert "picks the best single source for 1 of 1 targets" in lines and "**not met**" in lines
+    multi = [
+        {"stage": "multi_source", "target": "kitchen", "seed": 42, "method": "source_only", "target_accuracy": 0.99}
+    ]
+    text = "\n".join(bench.multi_source_lines(multi))
+    assert "| kitchen | source_only | 42 | 99.00 |" in text and "**met**" in text
