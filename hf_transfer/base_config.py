@@ -8,7 +8,8 @@ arguments that never carry a token or a local path when pickled. Each family's c
 
 import copy
 import os
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
@@ -114,9 +115,11 @@ class BaseConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        self._convert_number_strings()
         self._resolve_adapter_aliases()
         self._check_strategy()
         self._check_adapter()
+        self._check_numbers()
         if self.max_steps == 0:
             raise ValueError(
                 "`max_steps`=0 would not stop training at 0 steps: the Trainer would run `num_train_epochs` epochs "
@@ -127,6 +130,54 @@ class BaseConfig(TrainingArguments):
                 f"`output_dir`={self.output_dir!r} is an existing file, not a folder: choose a folder for the run."
             )
         super().__post_init__()
+
+    def _convert_number_strings(self) -> None:
+        """Numbers given as strings (YAML reads `5e-5` without a dot as a string; `HfArgumentParser.parse_yaml_file`
+        and `parse_dict` pass it on) become numbers by their field's type, or are refused naming the field."""
+        hints = typing.get_type_hints(type(self))
+        for item in fields(self):
+            value, hint = getattr(self, item.name, None), hints.get(item.name)
+            if not isinstance(value, str):
+                continue
+            kinds = set(typing.get_args(hint)) or {hint}
+            number = next((kind for kind in (int, float) if kind in kinds), None)
+            if number is None or str in kinds:
+                continue
+            try:
+                setattr(
+                    self,
+                    item.name,
+                    number(float(value)) if number is int and float(value).is_integer() else number(value),
+                )
+            except ValueError:
+                raise ValueError(f"`{item.name}`={value!r} is not a number ({number.__name__} expected).") from None
+
+    def _check_numbers(self) -> None:
+        """The Trainer numbers whose bad values would train silently wrong, or fail only after training."""
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"`learning_rate`={self.learning_rate} would leave every weight as it is (or move it backwards): give "
+                "a positive learning rate, e.g. 5e-5."
+            )
+        steps_set_elsewhere = getattr(self, "steps_per_experience", 0)  # continual learning counts its own steps
+        if (self.max_steps is None or self.max_steps < 0) and not self.num_train_epochs > 0 and not steps_set_elsewhere:
+            raise ValueError(
+                f"`num_train_epochs`={self.num_train_epochs} with `max_steps`={self.max_steps} trains no step: give "
+                "`num_train_epochs` > 0, or `max_steps` >= 1."
+            )
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ValueError(f"`label_smoothing_factor` must be in [0, 1), got {self.label_smoothing_factor}.")
+        if self.seed < 0:
+            raise ValueError(f"`seed` must be >= 0 (torch and NumPy take non-negative seeds), got {self.seed}.")
+        for name in ("logging_steps", "eval_steps", "save_steps"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(
+                    f"`{name}` must be > 0 (a number of steps, or a fraction of the run below 1), got {value}."
+                )
 
     def _resolve_adapter_aliases(self) -> None:
         """`lora_r` / `lora_alpha` / `lora_dropout`, when given, set `adapter_rank` / `adapter_alpha` /

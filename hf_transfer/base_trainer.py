@@ -28,7 +28,7 @@ from .callbacks import TrainingClock
 from .checkpoints import resolve_resume_checkpoint
 from .features import find_classifier_module
 from .hub.model_card import TrainingDescription, as_list, is_hub_id, write_model_card
-from .input_checks import check_label_ranges
+from .input_checks import check_classes, check_label_ranges, check_token_ids
 from .strategies import (
     ProgressiveUnfreezingCallback,
     build_peft_config,
@@ -65,6 +65,11 @@ class BaseTrainerMixin:
                 "`AutoModelForSequenceClassification.from_pretrained(name, num_labels=...)`."
             )
         model = self._apply_strategy(model, args, peft_config)
+        if isinstance(kwargs.get("eval_dataset"), list | tuple):
+            raise TypeError(
+                "`eval_dataset` is a list: give one dataset, or a dict {name: dataset} to evaluate several (each "
+                "reported as eval_<name>_<metric>)."
+            )
         super().__init__(model, args, *trainer_args, **kwargs)
 
         if self.args.fp16 and self.accelerator.device.type == "cpu":
@@ -265,9 +270,21 @@ class BaseTrainerMixin:
         explicitly, refused with the complete ones to choose from."""
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
         self._resume_checkpoint = resume_from_checkpoint  # the folder resumed from (None: a fresh start)
+        self._check_data()
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
+    def _check_data(self) -> None:
+        """The data checks made before the first step: labels inside the model's classes, at least two classes,
+        token ids inside its vocabulary and sequences inside its positions."""
         num_labels = getattr(getattr(self.model, "config", None), "num_labels", None)
         check_label_ranges(num_labels, self.train_dataset, self.eval_dataset)
-        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+        check_classes(num_labels, self.train_dataset)
+        eval_sets = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"": self.eval_dataset}
+        model = self.accelerator.unwrap_model(self.model)
+        for name, dataset in [("train_dataset", self.train_dataset)] + [
+            (f"eval_dataset[{key!r}]" if key else "eval_dataset", data) for key, data in eval_sets.items()
+        ]:
+            check_token_ids(model, dataset, name)
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
         """`Trainer.evaluate`, leaving the random number generators as they were.

@@ -1,8 +1,12 @@
 """Checks of the data a trainer is given, made before the first training step."""
 
+import logging
+
 import datasets
 import pyarrow
 import pyarrow.compute
+
+logger = logging.getLogger(__name__)
 
 
 def labels_outside(dataset, num_labels: int) -> list[int]:
@@ -32,3 +36,59 @@ def check_label_ranges(num_labels: int | None, train_dataset, eval_dataset) -> N
                 f"{num_labels - 1}): load the model with `num_labels` (and `id2label`) for every class of the "
                 "data, or encode the labels as 0..num_labels-1 (`dataset.class_encode_column('label')`)."
             )
+
+
+def _label_column(dataset) -> str | None:
+    if not isinstance(dataset, datasets.Dataset):
+        return None
+    column = "labels" if "labels" in dataset.column_names else "label" if "label" in dataset.column_names else None
+    if column is None or not pyarrow.types.is_integer(dataset.features.arrow_schema.field(column).type):
+        return None
+    return column
+
+
+def check_classes(num_labels: int | None, train_dataset, argument: str = "train_dataset") -> None:
+    """A classifier needs rows of at least two classes; a model with more classes than the data has is said (the
+    extra outputs are only ever pushed down)."""
+    column = _label_column(train_dataset)
+    if column is None or not num_labels:
+        return
+    values = pyarrow.compute.unique(train_dataset.with_format("arrow")[column]).to_pylist()
+    classes = sorted(v for v in values if v is not None and v != -100)
+    if len(classes) == 1:
+        raise ValueError(
+            f"`{argument}` has rows of one class only (label {classes[0]}): a classifier learns nothing from it. Give "
+            "rows of at least two classes (check the file, or a filter that dropped the others)."
+        )
+    if 1 < len(classes) < num_labels:
+        logger.warning(
+            f"The model has {num_labels} classes but `{argument}` has rows of {len(classes)} ({classes}): the other "
+            f"{num_labels - len(classes)} outputs are only trained to be unlikely. Load the model with "
+            f"`num_labels={len(classes)}` if the data has no other class."
+        )
+
+
+def check_token_ids(model, dataset, argument: str) -> None:
+    """Token ids inside the model's vocabulary and sequences no longer than its position embeddings, read from the
+    `input_ids` column (Arrow, no transform), before the first step rather than as an index error at step 1."""
+    if not isinstance(dataset, datasets.Dataset) or "input_ids" not in dataset.column_names:
+        return
+    column = dataset.with_format("arrow")["input_ids"]
+    if not pyarrow.types.is_list(column.type) and not pyarrow.types.is_large_list(column.type):
+        return
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocabulary = getattr(embeddings, "num_embeddings", None)
+    largest = pyarrow.compute.max(pyarrow.compute.list_flatten(column)).as_py()
+    if vocabulary is not None and largest is not None and largest >= vocabulary:
+        raise ValueError(
+            f"`{argument}` has token id {largest}, but the model's vocabulary has {vocabulary} tokens: the data was "
+            "tokenized with another tokenizer. Tokenize it with the model's own tokenizer (`--tokenizer_name` only "
+            "for a tokenizer of the same vocabulary)."
+        )
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    longest = pyarrow.compute.max(pyarrow.compute.list_value_length(column)).as_py()
+    if positions is not None and longest is not None and longest > positions:
+        raise ValueError(
+            f"`{argument}` has rows of {longest} tokens, more than the model's {positions} positions: truncate them "
+            f"(`--max_length` at most {positions}, or `truncation=True, max_length=...` when tokenizing)."
+        )

@@ -93,7 +93,8 @@ RECIPE_CASES = [
         "text_cls_dann",
         lambda f: {"target_test_dataset": f["test_other_names"]},
         ValueError,
-        r"`target_test_dataset` has labels \['neg', 'pos'\] that the training data does not have .*same label names",
+        r"`target_test_dataset` has labels \['neg', 'pos'\] \(first at row 0\) that the training data does not "
+        r"have .*same label names",
     ),
     (
         "missing text column",

@@ -117,6 +117,7 @@ def load_text_classifier(model_args: TextModelArguments, label_names: list[str],
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
+        "ignore_mismatched_sizes": True,  # a trained head of another size is replaced (transformers logs it)
     }  # fmt: skip
     model = from_pretrained_or_explain(
         AutoModelForSequenceClassification,

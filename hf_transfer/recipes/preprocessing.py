@@ -1,18 +1,27 @@
 """Dataset preparation for the recipes: load a split (bundled, local file or folder, Hub), check its columns, encode
 its labels, tokenize text or transform images on the fly, and describe it for the model card."""
 
+import logging
 import os
 
 import datasets
+import pyarrow
 
 from ..data import load_domain_dataset
 from ..hub.model_card import describe_source
+
+logger = logging.getLogger(__name__)
 
 
 def load_split(spec: str, split: str | None, argument: str, max_rows: int | None = None, seed: int = 0):
     """`load_domain_dataset`, optionally cut to `max_rows` random rows; `None` when `split` is 'none' or empty."""
     if split in (None, "", "none"):
         return None
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(
+            f"A row limit of {max_rows} for `{argument}` (`--max_train_samples` / `--max_eval_samples` / ...) keeps "
+            "no row: give at least 1, or leave it unset for every row."
+        )
     dataset = load_domain_dataset(spec, split, argument)
     if len(dataset) == 0:
         raise ValueError(f"`{argument}`={spec!r} (split {split!r}) has no rows: it needs at least one.")
@@ -140,16 +149,34 @@ def check_columns(dataset: datasets.Dataset, argument: str, columns: list[str], 
         raise ValueError(f"`{argument}` has no column(s) {missing} (it has {dataset.column_names}): {fix}")
 
 
-def label_names_of(dataset: datasets.Dataset, column: str) -> list[str]:
-    """The class names of a label column: its `ClassLabel` names, else its sorted distinct values as strings."""
+def label_names_of(dataset: datasets.Dataset, column: str, argument: str = "dataset") -> list[str]:
+    """The class names of a label column: its `ClassLabel` names, else its sorted distinct values as strings; at
+    least two classes, and no missing label (the file, row and column named)."""
     feature = dataset.features[column]
     if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    return [str(value) for value in sorted(set(dataset[column]))]
+        names = list(feature.names)
+    else:
+        values = dataset.with_format("arrow")[column].to_pylist()
+        missing = next((row for row, value in enumerate(values) if value is None), None)
+        if missing is not None:
+            raise ValueError(
+                f"`{argument}` row {missing} has no value in its label column {column!r}: give every training row a "
+                "label (or drop the unlabeled rows)."
+            )
+        names = [str(value) for value in sorted(set(values))]
+    if len(names) < 2:
+        raise ValueError(
+            f"`{argument}` has one class only ({names}) in its label column {column!r}: a classifier needs rows of "
+            "at least two classes. Check the file (or the split / filter that dropped the others)."
+        )
+    return names
 
 
 def encode_labels(dataset: datasets.Dataset, argument: str, column: str, label_names: list[str]) -> datasets.Dataset:
-    """Labels as ids of `label_names`, in a column named `label` (what the Trainer's collators read)."""
+    """Labels as ids of `label_names`, in a `ClassLabel` column named `label` (what the Trainer's collators read).
+
+    Names are matched as strings; integer labels that are no label name but lie in 0..len(label_names)-1 are read as
+    class ids (said in the log). Missing labels, and labels that are neither, are refused with the row named."""
     if isinstance(dataset.features[column], datasets.ClassLabel):
         names = dataset.features[column].names
         if names != label_names:
@@ -158,18 +185,38 @@ def encode_labels(dataset: datasets.Dataset, argument: str, column: str, label_n
                 "same labels in the same order."
             )
     else:
-        unknown = sorted({str(v) for v in dataset[column]} - set(label_names))
-        if unknown:
-            raise ValueError(
-                f"`{argument}` has labels {unknown} that the training data does not have ({label_names}): use the "
-                "same label names in every set (rename them in the file), or train on data with all of them."
-            )
-        label2id = {name: i for i, name in enumerate(label_names)}
-        dataset = dataset.map(lambda row: {column: label2id[str(row[column])]})
+        label2id = _label_ids(dataset.with_format("arrow")[column].to_pylist(), argument, column, label_names)
+        features = dataset.features.copy()
+        features[column] = datasets.ClassLabel(names=label_names)
+        dataset = dataset.map(lambda row: {column: label2id[row[column]]}, features=features)
     if column != "label":
         dataset = dataset.remove_columns([c for c in ("label",) if c in dataset.column_names])
         dataset = dataset.rename_column(column, "label")
     return dataset
+
+
+def _label_ids(values: list, argument: str, column: str, label_names: list[str]) -> dict:
+    """{value: class id} for every distinct label value (see `encode_labels`)."""
+    missing = next((row for row, value in enumerate(values) if value is None), None)
+    if missing is not None:
+        raise ValueError(f"`{argument}` row {missing} has no value in its label column {column!r}: give it a label.")
+    by_name = {name: i for i, name in enumerate(label_names)}
+    distinct = set(values)
+    if all(str(v) in by_name for v in distinct):
+        return {v: by_name[str(v)] for v in distinct}
+    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in distinct)
+    if integers and all(0 <= v < len(label_names) for v in distinct):
+        mapping = ", ".join(f"{i} = {name!r}" for i, name in enumerate(label_names))
+        logger.info(f"`{argument}`: its integer labels are read as class ids ({mapping}).")
+        return {v: v for v in distinct}
+    outside = [v for v in distinct if not (0 <= v < len(label_names))] if integers else distinct
+    unknown = sorted(str(v) for v in outside if str(v) not in by_name)
+    row = next(i for i, v in enumerate(values) if str(v) in unknown)
+    raise ValueError(
+        f"`{argument}` has labels {unknown} (first at row {row}) that the training data does not have ({label_names}): "
+        "use the same label names in every set, or integer class ids 0.."
+        f"{len(label_names) - 1} (float or boolean labels: convert them to those ids or names)."
+    )
 
 
 def dataset_name(spec: str) -> str:
@@ -226,7 +273,16 @@ def prepare_image_dataset(
 
 
 def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str | None, max_length: int):
-    """A batched `map` function: text (and optional pair) columns → token ids, truncated to `max_length`."""
+    """A batched `map` function: text (and optional pair) columns → token ids, truncated to `max_length`; missing
+    or non-text values are refused with the row named."""
+    if max_length is None or max_length < 1:
+        raise ValueError(f"`max_length`={max_length} keeps no token: give the tokens per example to keep, e.g. 128.")
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is not None and limit < 100_000 and max_length > limit:
+        raise ValueError(
+            f"`max_length`={max_length} is more than the {limit} tokens the model takes (its tokenizer's "
+            f"`model_max_length`): give `--max_length` {limit} or less."
+        )
 
     def tokenize(batch):
         pair = batch[text_pair_column] if text_pair_column else None
@@ -247,12 +303,33 @@ def check_image_training_args(training_args) -> None:
 
 
 def check_text_columns(sets: dict, data_args, unlabeled: tuple[str, ...] = ()) -> None:
-    """Every set has the text (and pair) column, and the label column unless its name is in `unlabeled`."""
+    """Every set has the text (and pair) column, holding text in every row, and the label column unless its name is
+    in `unlabeled`."""
     text = [data_args.text_column] + ([data_args.text_pair_column] if data_args.text_pair_column else [])
     fix = "set --text_column / --text_pair_column / --label_column to its column names."
     for name, (dataset, argument) in sets.items():
         if dataset is not None:
             check_columns(dataset, argument, text + ([] if name in unlabeled else [data_args.label_column]), fix)
+            for column in text:
+                check_text_values(dataset, argument, column)
+
+
+def check_text_values(dataset: datasets.Dataset, argument: str, column: str) -> None:
+    """A text column holds a string in every row (read from Arrow): name the first row that does not."""
+    values = dataset.with_format("arrow")[column]
+    if not (pyarrow.types.is_string(values.type) or pyarrow.types.is_large_string(values.type)):
+        if pyarrow.types.is_null(values.type):
+            raise ValueError(f"`{argument}` column {column!r} is empty in every row: give the text to classify.")
+        raise ValueError(
+            f"`{argument}` column {column!r} holds {values.type} values, not text: choose the text column with "
+            "--text_column (or convert the values to strings)."
+        )
+    if values.null_count:
+        row = values.is_null().to_pylist().index(True)
+        raise ValueError(
+            f"`{argument}` row {row} has no text in column {column!r}: fill it in or drop the row (an empty string "
+            "is allowed)."
+        )
 
 
 def prepare_text_sets(sets: dict, tokenizer, data_args, label_names: list[str], training_args, unlabeled=()) -> dict:

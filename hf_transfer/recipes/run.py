@@ -269,7 +269,8 @@ def finish_run(
     data comes from `trainer.set_model_card_info`, called before training.
     """
     metrics = dict(train_result.metrics) if train_result is not None else {}  # None: nothing was trained
-    metrics.update(trainer.evaluate())  # each eval set under its own prefix: eval_target_test_accuracy, ...
+    if trainer.eval_dataset:  # each eval set under its own prefix: eval_target_test_accuracy, ...
+        metrics.update(trainer.evaluate())
     metrics.update(extra_metrics or {})
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
