@@ -27,7 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 from .callbacks import TrainingClock
 from .checkpoints import resolve_resume_checkpoint
 from .features import find_classifier_module
-from .hub.model_card import TrainingDescription, as_list, is_hub_id, write_model_card
+from .hub.model_card import TrainingDescription, as_list, describe_data, is_hub_id, write_model_card
 from .input_checks import check_classes, check_label_ranges, check_token_ids
 from .strategies import (
     ProgressiveUnfreezingCallback,
@@ -335,6 +335,19 @@ class BaseTrainerMixin:
             "eval_datasets": eval_datasets,
         }
 
+    def _card_info(self) -> dict:
+        """What the cards say of the data: `set_model_card_info`'s, or, without it, what the trainer's own datasets
+        tell (builder, file names, rows, columns; never a local path)."""
+        recorded = getattr(self, "_model_card_info", None)
+        if recorded is not None:
+            return recorded
+        eval_sets = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"eval": self.eval_dataset}
+        return {
+            "source_dataset": describe_data(self.train_dataset),
+            "target_dataset": describe_data(getattr(self, "target_dataset", None)) or None,
+            "eval_datasets": {name: describe_data(data) for name, data in eval_sets.items() if data is not None},
+        }
+
     def set_baselines(
         self, source_only_results: dict[str, float] | None = None, oracle_results: dict[str, float] | None = None
     ) -> None:
@@ -377,7 +390,7 @@ class BaseTrainerMixin:
                 output_dir=card_dir,
                 checkpoint_step=self.state.global_step,
                 training_seconds=self._clock.seconds(),
-                **getattr(self, "_model_card_info", {}),
+                **self._card_info(),
             )
 
     def _make_adapter_config_portable(self, folder: str) -> None:
@@ -432,7 +445,7 @@ class BaseTrainerMixin:
             raise ValueError(f"`tasks` must name one pipeline task (e.g. 'text-classification'), got {tasks!r}.")
         if not self.is_world_process_zero():
             return
-        info = {**getattr(self, "_model_card_info", {}), **getattr(self, "_baselines", {})}
+        info = {**self._card_info(), **getattr(self, "_baselines", {})}
         info["diagnostics"] = getattr(self, "_diagnostics", None)
         info["guard"] = getattr(self, "_guard_report", None)
         info["teacher"] = getattr(self, "_teacher_report", None)

@@ -179,3 +179,59 @@ def test_an_eval_dataset_list_is_refused_at_construction(tmp_path, tokenizer):
     with pytest.raises(TypeError, match=r"`eval_dataset` is a list: give one dataset, or a dict"):
         FineTuningTrainer(model=tiny_bert(), args=FineTuningConfig(output_dir=str(tmp_path), report_to="none"),
                           train_dataset=data, eval_dataset=[data, data])  # fmt: skip
+
+
+def test_label_free_selection_without_evaluations_or_source_labels_is_refused_before_training(tmp_path, text_domains,
+                                                                                             tokenizer):  # fmt: skip
+    from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer, LabelFreeModelSelection
+
+    source, target, target_test = text_domains
+    with pytest.raises(ValueError, match=r"`source_validation` has no `label` / `labels` column"):
+        LabelFreeModelSelection(source.remove_columns("label"), target)
+    callback = LabelFreeModelSelection(source.select(range(8)), target, data_collator=None, max_target_rows=8)
+    args = DomainAdaptationConfig(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=8,
+                                  use_cpu=True, report_to="none", eval_strategy="no")  # fmt: skip
+    trainer = DomainAdaptationTrainer(model=tiny_bert(), args=args, train_dataset=source, target_dataset=target,
+                                      processing_class=tokenizer, callbacks=[callback])  # fmt: skip
+    with pytest.raises(ValueError, match=r"`eval_strategy` is 'no': it would never run"):
+        trainer.train()
+    assert trainer.state.global_step == 0
+
+
+def test_domain_adaptation_says_how_the_batch_splits_and_what_the_loss_holds(tmp_path, text_domains, tokenizer, caplog):
+    from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
+
+    source, target, _ = text_domains
+    args = DomainAdaptationConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8,
+                                  adaptation_loss=["dann", "mmd"], use_cpu=True, report_to="none")  # fmt: skip
+    trainer = DomainAdaptationTrainer(model=tiny_bert(), args=args, train_dataset=source, target_dataset=target,
+                                      processing_class=tokenizer)  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        trainer.get_train_dataloader()
+    assert "per_device_train_batch_size=8 holds 4 labeled source rows and 4 unlabeled target rows" in caplog.text
+    assert "the task loss plus 1.0 x dann, 1.0 x mmd" in caplog.text
+
+
+def test_a_lora_card_lists_each_saved_module_once_and_only_modules_the_model_has(tmp_path, tokenizer):
+    data = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 16, 0)), tokenizer)
+    args = FineTuningConfig(output_dir=str(tmp_path), max_steps=1, transfer_strategy="lora", adapter_rank=2,
+                            use_cpu=True, report_to="none")  # fmt: skip
+    trainer = FineTuningTrainer(model=tiny_bert(), args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model()
+    card = (tmp_path / "README.md").read_text()
+    assert "modules_to_save=['classifier']" in card and "'score'" not in card
+
+
+def test_a_card_without_set_model_card_info_describes_the_data_it_trained_on(tmp_path, tokenizer):
+    path = _jsonl(tmp_path / "my_reviews.jsonl", _rows(16))
+    data = tokenize(datasets.load_dataset("json", data_files=path, split="train").class_encode_column("label"),
+                    tokenizer)  # fmt: skip
+    args = FineTuningConfig(output_dir=str(tmp_path / "run"), max_steps=1, use_cpu=True, report_to="none")
+    trainer = FineTuningTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset={"held_out": data},
+                                processing_class=tokenizer)  # fmt: skip
+    trainer.train()
+    trainer.save_model()
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "**Training data (labeled):** json (16 rows, columns text, label, input_ids" in card
+    assert "not recorded" not in card.split("## How to use")[0] and str(tmp_path) not in card

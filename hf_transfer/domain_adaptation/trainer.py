@@ -19,6 +19,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer
+from transformers.utils import logging
 
 from ..base_trainer import BaseTrainerMixin
 from ..callbacks import SamplerEpochCallback, StepEndCallback, ZeroGradientsCallback
@@ -42,6 +43,8 @@ from .stages import (
     save_stage1,
     two_stage_scheduler,
 )
+
+logger = logging.get_logger(__name__)
 
 INTENDED_USE = (
     "Classification of inputs like those of the target domain above, with the labels of the source data. The "
@@ -243,7 +246,20 @@ class DomainAdaptationMixin(BaseTrainerMixin):
                 f"`train_dataset` has {len(source)} rows, fewer than the {args.source_rows_per_batch} source rows "
                 "of one batch: lower `per_device_train_batch_size` or add data."
             )
+        self._log_batch_split()
         return mixed_dataloader(self, source, target, label_key, args.source_rows_per_batch, args.target_rows_per_batch)
+
+    def _log_batch_split(self) -> None:
+        """Say once how `per_device_train_batch_size` splits and what the logged loss holds (a drop-in user expects
+        a batch of source rows and the task loss)."""
+        args = self.args
+        losses = ", ".join(f"{w} x {n}" for n, w in zip(args.adaptation_loss, args.adaptation_loss_weights))
+        logger.warning(
+            f"Each batch of per_device_train_batch_size={args.per_device_train_batch_size} holds "
+            f"{args.source_rows_per_batch} labeled source rows and {args.target_rows_per_batch} unlabeled target rows "
+            "(`target_batch_fraction`), so an epoch has fewer source batches than with a plain Trainer; `loss` / "
+            f"`train_loss` is the task loss plus {losses or 'no adaptation loss'} (each logged as loss/<name>)."
+        )
 
     def _target_rows_like(self, source, label_key: str):
         """The target dataset with the source's model-input columns only (its labels, if any, dropped)."""

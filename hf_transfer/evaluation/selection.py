@@ -192,6 +192,12 @@ class LabelFreeModelSelection(TrainerCallback):
     ):
         if source_validation is None or len(source_validation) < 2:
             raise ValueError("`source_validation` must hold at least 2 labeled source rows the model did not train on.")
+        columns = getattr(source_validation, "column_names", None)
+        if columns is not None and not {"label", "labels"} & set(columns):
+            raise ValueError(
+                f"`source_validation` has no `label` / `labels` column (columns: {columns}): the source-accuracy and "
+                "DEV validators need labeled held-out source rows. Give the labeled split."
+            )
         if target is None or len(target) < 2:
             raise ValueError("`target` must hold at least 2 unlabeled target rows.")
         if max_target_rows is not None and len(target) > max_target_rows:
@@ -215,6 +221,12 @@ class LabelFreeModelSelection(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._training = True
+        if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
+            raise ValueError(
+                "`LabelFreeModelSelection` scores the model at each evaluation, and `eval_strategy` is 'no': it would "
+                "never run and the selection would fail after training. Set `eval_strategy` ('steps' with "
+                "`eval_steps`, or 'epoch'), or leave the callback out."
+            )
         metric = (args.metric_for_best_model or "").removeprefix("eval_")
         if metric.startswith(METRIC_PREFIX):
             name = metric[len(METRIC_PREFIX) :]

@@ -64,6 +64,25 @@ def describe_source(name: str | None) -> str:
     return name
 
 
+def describe_data(dataset) -> str | None:
+    """A dataset as a card can name it without `set_model_card_info`: its Hub name or builder (`json`, `csv`, ...),
+    its rows and columns (never a local path: a loaded dataset does not keep its file names); `None` without one."""
+    if dataset is None:
+        return None
+    info = getattr(dataset, "info", None)
+    parts = []
+    name = getattr(info, "dataset_name", None) or getattr(info, "builder_name", None)
+    if name:
+        parts.append(str(name))
+    size = f"{len(dataset)} rows" if hasattr(dataset, "__len__") else "rows of unknown number"
+    columns = getattr(dataset, "column_names", None)
+    what = f"{size}, columns {', '.join(columns)}" if columns else size
+    return (
+        f"{'; '.join(parts) or 'a dataset built in memory'} ({what}; described from the data: the run did not "
+        "record its name)"
+    )
+
+
 def is_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None and not os.path.exists(name)
 
@@ -221,11 +240,12 @@ def _precision(args) -> str:
     return "none (fp32)"
 
 
-def describe_strategy(args, peft_config) -> str:
+def describe_strategy(args, peft_config, base=None) -> str:
     """The strategy line: the adapter and its config, or which pretrained parameters trained and how."""
     if peft_config:
         config = next(iter(peft_config.values()))
-        return f"{config.peft_type.value} adapter ({_describe_peft_config(config)}); the classification head trained"
+        details = _describe_peft_config(config, base)
+        return f"{config.peft_type.value} adapter ({details}); the classification head trained"
     strategy = {
         "full": "full fine-tuning (all parameters trained)",
         "feature_extraction": "feature extraction (backbone frozen, only the classification head trained)",
@@ -327,7 +347,7 @@ def _provenance(trained: bool, base_model: str, base, args, peft_config) -> dict
     """The card's first sentence and strategy line: a trained model, or one built without a training step."""
     if trained:
         return {"origin": _origin(base_model, base), "made_with": "trained with",
-                "strategy": describe_strategy(args, peft_config)}  # fmt: skip
+                "strategy": describe_strategy(args, peft_config, base)}  # fmt: skip
     return {"origin": _untrained_origin(base_model), "made_with": "built with", "strategy": "none: no training step"}
 
 
@@ -419,8 +439,9 @@ def _format(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4f}"
 
 
-def _describe_peft_config(config) -> str:
-    """The fields of a PEFT config that say what was trained, with long module lists summarised."""
+def _describe_peft_config(config, base=None) -> str:
+    """The fields of a PEFT config that say what was trained, with long module lists summarised; `modules_to_save`
+    once each, and only those the model has (PEFT adds `classifier` and `score` for every sequence classifier)."""
     parts = []
     for name in ("r", "lora_alpha", "alpha", "lora_dropout", "rank_dropout", "use_dora"):
         value = getattr(config, name, None)
@@ -432,7 +453,11 @@ def _describe_peft_config(config) -> str:
         parts.append(f"target_modules: {len(targets)} modules named {leaves}")
     elif targets:
         parts.append(f"target_modules={sorted(targets) if not isinstance(targets, str) else targets}")
-    parts.append(f"modules_to_save={config.modules_to_save}")
+    saved = list(dict.fromkeys(config.modules_to_save or []))
+    if base is not None:
+        names = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+        saved = [name for name in saved if name.rsplit(".", 1)[-1] in names]
+    parts.append(f"modules_to_save={saved}")
     return ", ".join(parts)
 
 
