@@ -87,3 +87,36 @@ def test_several_sources_combine_in_proportion_or_equally_with_their_labels_enco
     assert equal["text"][:90] == mixed["text"][:90]  # the larger source once, as it is
     with pytest.raises(ValueError, match="names a dataset twice"):
         load_sources(["amazon:books", "amazon:books"], "train", 10, 0, "label", "proportional")
+
+
+def test_the_metrics_of_the_official_classification_examples_load_offline():
+    """`run_classification.py` uses `f1` (multilabel) and `mse` (regression): both ship offline, equal to sklearn."""
+    from sklearn.metrics import f1_score, mean_squared_error
+
+    from hf_transfer import load_metric
+
+    predictions, references = [[1, 0, 1], [0, 1, 1], [1, 1, 0]], [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
+    for average in ("micro", "macro", "samples"):
+        ours = load_metric("f1", "multilabel").compute(predictions=predictions, references=references, average=average)
+        assert ours["f1"] == pytest.approx(f1_score(references, predictions, average=average))
+    assert load_metric("f1").compute(predictions=[0, 1, 1], references=[0, 1, 0])["f1"] == pytest.approx(2 / 3)
+    ours = load_metric("mse").compute(predictions=[1.0, 2.0, 3.5], references=[1.5, 2.0, 2.0])
+    assert ours["mse"] == pytest.approx(mean_squared_error([1.5, 2.0, 2.0], [1.0, 2.0, 3.5]))
+    with pytest.raises(ValueError, match="other `evaluate` metrics need the Hub"):
+        load_metric("bleu")
+
+
+def test_row_limits_draw_a_seeded_class_stratified_sample_of_the_sorted_bundled_splits():
+    """The bundled Amazon splits are stored sorted by label (the first 800 books training reviews are one class):
+    `--max_train_samples 64` must still give both classes, in their shares, the same for the same seed."""
+    from collections import Counter
+
+    from hf_transfer.recipes.preprocessing import load_split
+
+    stored = load_domain_dataset("amazon:books", "train", "dataset")
+    assert len(set(stored.select(range(64))["label"])) == 1  # why a first-rows cut would be one class
+    sample = load_split("amazon:books", "train", "dataset", 64, seed=0)
+    assert Counter(sample["label"]) == {0: 32, 1: 32}
+    assert sample["unique_id"] == load_split("amazon:books", "train", "dataset", 64, seed=0)["unique_id"]
+    assert sample["unique_id"] != load_split("amazon:books", "train", "dataset", 64, seed=1)["unique_id"]
+    assert sample["label"] != sorted(sample["label"])  # in a random order, not class after class

@@ -32,7 +32,10 @@ def load_amazon_reviews(domain: str, split: str = "train") -> datasets.Dataset:
 
     Returns:
         A `datasets.Dataset` with a `text` column and, for the labeled splits, a `label` column
-        (`ClassLabel` with names `["negative", "positive"]`).
+        (`ClassLabel` with names `["negative", "positive"]`). The labeled splits are stored sorted by label (all
+        negative reviews, then all positive ones): take a subset by a seeded, class-stratified sample
+        (`hf_transfer.recipes.preprocessing.sample_rows`, what the recipes' `--max_*_samples` do), never the first
+        rows.
     """
     if domain not in AMAZON_DOMAINS:
         raise ValueError(f"`domain` must be one of {list(AMAZON_DOMAINS)}, got {domain!r}.")

@@ -11,15 +11,20 @@ import evaluate
 import numpy as np
 
 _METRICS_DIR = Path(__file__).resolve().parent
-METRIC_NAMES = ("accuracy", "macro_f1")
+METRIC_NAMES = ("accuracy", "macro_f1")  # what `compute_classification_metrics` reports
+OFFLINE_METRICS = (*METRIC_NAMES, "f1", "mse")  # also the metrics of transformers' classification examples
 
 
 @lru_cache(maxsize=None)
-def load_metric(name: str) -> evaluate.EvaluationModule:
-    """Load one of hf_transfer's offline `evaluate` metrics: `"accuracy"` or `"macro_f1"`."""
-    if name not in METRIC_NAMES:
-        raise ValueError(f"Unknown metric {name!r}: hf_transfer ships {list(METRIC_NAMES)}.")
-    return evaluate.load(str(_METRICS_DIR / name))
+def load_metric(name: str, config_name: str | None = None) -> evaluate.EvaluationModule:
+    """Load one of hf_transfer's offline `evaluate` metrics: `"accuracy"`, `"macro_f1"`, `"f1"` (config
+    `"multilabel"` for 0/1 vectors) or `"mse"` (config `"multilist"`), with the arguments of the Hub's modules."""
+    if name not in OFFLINE_METRICS:
+        raise ValueError(
+            f"Unknown metric {name!r}: hf_transfer ships {list(OFFLINE_METRICS)} offline; other `evaluate` metrics "
+            "need the Hub (`evaluate.load(name)` where it is reachable)."
+        )
+    return evaluate.load(str(_METRICS_DIR / name), config_name)
 
 
 def compute_classification_metrics(eval_prediction) -> dict[str, float]:

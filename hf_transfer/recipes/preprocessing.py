@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 
 def load_split(spec: str, split: str | None, argument: str, max_rows: int | None = None, seed: int = 0):
-    """`load_domain_dataset`, optionally cut to `max_rows` random rows; `None` when `split` is 'none' or empty."""
+    """`load_domain_dataset`, optionally cut to `max_rows` rows (`sample_rows`: seeded, class-stratified); `None`
+    when `split` is 'none' or empty."""
     if split in (None, "", "none"):
         return None
     if max_rows is not None and max_rows < 1:
@@ -26,8 +27,28 @@ def load_split(spec: str, split: str | None, argument: str, max_rows: int | None
     if len(dataset) == 0:
         raise ValueError(f"`{argument}`={spec!r} (split {split!r}) has no rows: it needs at least one.")
     if max_rows is not None and max_rows < len(dataset):
-        dataset = dataset.shuffle(seed=seed).select(range(max_rows))
+        dataset = dataset.select(sample_rows(dataset, max_rows, seed))
     return dataset
+
+
+def sample_rows(dataset: datasets.Dataset, rows: int, seed: int) -> list[int]:
+    """`rows` row indices drawn with `seed`, class-stratified when there is a `label` column: each class keeps its
+    share (largest remainders round), so a file stored sorted by label (the bundled Amazon splits are) still gives
+    every class; in a seeded random order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if "label" not in dataset.column_names:
+        return rng.permutation(len(dataset))[:rows].tolist()
+    by_class: dict = {}
+    for index, label in enumerate(dataset.with_format("arrow")["label"].to_pylist()):
+        by_class.setdefault(str(label), []).append(index)
+    shares = {c: rows * len(members) / len(dataset) for c, members in by_class.items()}
+    take = {c: int(share) for c, share in shares.items()}
+    for c in sorted(shares, key=lambda c: (take[c] - shares[c], c))[: rows - sum(take.values())]:
+        take[c] += 1
+    chosen = [i for c in sorted(by_class) for i in rng.permutation(by_class[c])[: take[c]].tolist()]
+    return rng.permutation(chosen).tolist()
 
 
 def source_specs(value) -> list[str]:
