@@ -25,13 +25,14 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 
 from .callbacks import TrainingClock
-from .checkpoints import resolve_resume_checkpoint
+from .checkpoints import check_checkpoint_facts, resolve_resume_checkpoint, write_checkpoint_facts
 from .features import find_classifier_module
 from .hub.model_card import TrainingDescription, as_list, describe_data, is_hub_id, write_model_card
-from .input_checks import check_classes, check_label_ranges, check_token_ids
+from .input_checks import check_classes, check_label_ranges, check_model_inputs, check_token_ids
 from .strategies import (
     ProgressiveUnfreezingCallback,
     build_peft_config,
+    check_target_modules,
     freeze_backbone,
     freeze_lowest_layers,
     keep_frozen_batch_norm_in_eval_mode,
@@ -121,6 +122,7 @@ class BaseTrainerMixin:
         if peft_config is not None:
             from peft import get_peft_model
 
+            check_target_modules(model, peft_config)
             model = get_peft_model(model, peft_config)
         self._classifier_name, self._classifier = find_classifier_module(model, args.classifier_module)
         if args.transfer_strategy == "feature_extraction":
@@ -270,8 +272,24 @@ class BaseTrainerMixin:
         explicitly, refused with the complete ones to choose from."""
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
         self._resume_checkpoint = resume_from_checkpoint  # the folder resumed from (None: a fresh start)
+        if resume_from_checkpoint:
+            check_checkpoint_facts(resume_from_checkpoint, self._checkpoint_facts())
         self._check_data()
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
+    def _checkpoint_facts(self) -> dict:
+        """What a checkpoint of this run must share with the run resuming from it (`hf_transfer_checkpoint.json`):
+        the trainer, the model class and classes, the strategy."""
+        model = self.accelerator.unwrap_model(self.model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        peft_config = getattr(model, "peft_config", None)
+        return {
+            "trainer": type(self).__name__,
+            "model_class": type(base).__name__,
+            "num_labels": getattr(getattr(base, "config", None), "num_labels", None),
+            "transfer_strategy": self.args.transfer_strategy,
+            "adapters": sorted(peft_config) if peft_config else None,
+        }
 
     def _check_data(self) -> None:
         """The data checks made before the first step: labels inside the model's classes, at least two classes,
@@ -284,6 +302,7 @@ class BaseTrainerMixin:
         for name, dataset in [("train_dataset", self.train_dataset)] + [
             (f"eval_dataset[{key!r}]" if key else "eval_dataset", data) for key, data in eval_sets.items()
         ]:
+            check_model_inputs(model, dataset, name)
             check_token_ids(model, dataset, name)
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
@@ -382,6 +401,7 @@ class BaseTrainerMixin:
         if not (_internal_call and folder.startswith(PREFIX_CHECKPOINT_DIR)):
             self.create_model_card(model_name=folder, output_dir=target)
             return
+        write_checkpoint_facts(output_dir, self._checkpoint_facts())
         pushes_checkpoints = self.args.push_to_hub and self.args.hub_strategy != HubStrategy.END
         for card_dir in [output_dir] + ([self.args.output_dir] if pushes_checkpoints else []):
             write_model_card(

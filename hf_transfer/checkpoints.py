@@ -70,3 +70,43 @@ def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str):
             "or 'last'."
         )
     return folder
+
+
+FACTS_FILE = "hf_transfer_checkpoint.json"  # what a checkpoint must share with the run resuming from it
+
+
+def write_checkpoint_facts(folder: str, facts: dict) -> None:
+    with open(os.path.join(folder, FACTS_FILE), "w", encoding="utf-8") as handle:
+        json.dump(facts, handle, indent=2)
+
+
+def check_checkpoint_facts(folder: str, facts: dict) -> None:
+    """Refuse, before anything is loaded, a checkpoint written by another kind of run (trainer family, model class,
+    number of classes, strategy, adapters), saying what differs; a checkpoint without the file (written by another
+    library) is compared by its `config.json` model class and classes."""
+    path = os.path.join(folder, FACTS_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            theirs = json.load(handle)
+    else:
+        theirs = _facts_from_config(folder)
+    differ = [f"{key}: {theirs[key]!r} there, {value!r} here" for key, value in facts.items()
+              if key in theirs and theirs[key] != value]  # fmt: skip
+    if differ:
+        raise ValueError(
+            f"`resume_from_checkpoint`={folder!r} was written by another kind of run ({'; '.join(differ)}). Resume "
+            "from a checkpoint of this run (same trainer, model and strategy), or start without "
+            "`resume_from_checkpoint`."
+        )
+
+
+def _facts_from_config(folder: str) -> dict:
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    facts = {"num_labels": len(config["id2label"])} if isinstance(config.get("id2label"), dict) else {}
+    if config.get("architectures"):
+        facts["model_class"] = config["architectures"][0]
+    return facts

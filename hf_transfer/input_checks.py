@@ -1,5 +1,6 @@
 """Checks of the data a trainer is given, made before the first training step."""
 
+import inspect
 import logging
 
 import datasets
@@ -91,4 +92,22 @@ def check_token_ids(model, dataset, argument: str) -> None:
         raise ValueError(
             f"`{argument}` has rows of {longest} tokens, more than the model's {positions} positions: truncate them "
             f"(`--max_length` at most {positions}, or `truncation=True, max_length=...` when tokenizing)."
+        )
+
+
+MODEL_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
+
+
+def check_model_inputs(model, dataset, argument: str) -> None:
+    """A dataset that holds none of the model's inputs (text not tokenized, images not transformed) is refused
+    before the collator fails on it at step 1."""
+    if not isinstance(dataset, datasets.Dataset) or dataset.format.get("type") == "custom":
+        return  # a `set_transform` dataset makes its inputs when read
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inputs = [name for name in MODEL_INPUTS if name in inspect.signature(base.forward).parameters]
+    if inputs and not set(inputs) & set(dataset.column_names):
+        raise ValueError(
+            f"`{argument}` has the columns {dataset.column_names} but none of the model's inputs {inputs}: it is not "
+            "prepared. Tokenize text (`dataset.map(lambda rows: tokenizer(rows['text'], truncation=True), "
+            "batched=True)`) or make images into pixel_values (`dataset.set_transform(...)` with the image processor)."
         )

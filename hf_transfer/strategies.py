@@ -206,6 +206,13 @@ def build_peft_config(args, model: nn.Module, classifier_name: str):
     task_type = "SEQ_CLS" if "input_ids" in inspect.signature(model.forward).parameters else None
     if strategy == "peft":
         values = read_peft_config_file(args.peft_config_file)
+        known = [member.value for member in peft.PeftType]
+        if str(values["peft_type"]).upper() not in known:
+            raise ValueError(
+                f"`peft_config_file` {args.peft_config_file!r} has `peft_type` {values['peft_type']!r}, which PEFT "
+                f"{peft.__version__} does not have: choose one of {known}."
+            )
+        values["peft_type"] = str(values["peft_type"]).upper()
         values.setdefault("task_type", task_type)
         try:
             config = peft.get_peft_config(values)
@@ -277,3 +284,20 @@ def keep_frozen_batch_norm_in_eval_mode(model: nn.Module) -> list:
         for module in model.modules()
         if isinstance(module, nn.modules.batchnorm._BatchNorm)
     ]
+
+
+def check_target_modules(model: nn.Module, peft_config) -> None:
+    """Every name in a PEFT config's `target_modules` list matches a module of the model (PEFT's rule: the full
+    name, or its last parts); otherwise say which match nothing and which layer names the model has."""
+    targets = getattr(peft_config, "target_modules", None)
+    if not isinstance(targets, list | set | tuple):
+        return  # None (PEFT's choice), "all-linear" or a regular expression: PEFT checks them
+    names = [name for name, _ in model.named_modules()]
+    unmatched = sorted(t for t in targets if not any(name == t or name.endswith("." + t) for name in names))
+    if unmatched:
+        layers = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d)})  # fmt: skip
+        raise ValueError(
+            f"`peft_target_modules` / `target_modules` {unmatched} match no module of the model. Its linear and "
+            f"convolution layers are named {layers}: choose among them (or leave it unset for PEFT's default)."
+        )

@@ -235,3 +235,66 @@ def test_a_card_without_set_model_card_info_describes_the_data_it_trained_on(tmp
     card = (tmp_path / "run" / "README.md").read_text()
     assert "**Training data (labeled):** json (16 rows, columns text, label, input_ids" in card
     assert "not recorded" not in card.split("## How to use")[0] and str(tmp_path) not in card
+
+
+def test_peft_settings_that_match_nothing_list_what_exists(tmp_path):
+    with pytest.raises(ValueError, match=r"\['qkv_proj'\] match no module .* named \['classifier', 'dense', 'key', "
+                                         r"'query', 'value'\]"):  # fmt: skip
+        FineTuningTrainer(model=tiny_bert(), args=FineTuningConfig(output_dir=str(tmp_path), transfer_strategy="lora",
+                          peft_target_modules=["qkv_proj", "query"], report_to="none"))  # fmt: skip
+    path = tmp_path / "adapter.json"
+    path.write_text(json.dumps({"peft_type": "LORAX", "r": 4}))
+    with pytest.raises(ValueError, match=r"`peft_type` 'LORAX', which PEFT .* does not have: choose one of \[.*'LORA'"):
+        FineTuningTrainer(model=tiny_bert(), args=FineTuningConfig(output_dir=str(tmp_path), transfer_strategy="peft",
+                          peft_config_file=str(path), report_to="none"))  # fmt: skip
+
+
+def test_resuming_from_a_checkpoint_of_another_kind_of_run_says_what_differs_before_loading(tmp_path, text_domains,
+                                                                                           tokenizer):  # fmt: skip
+    from hf_transfer import DomainAdaptationConfig, DomainAdaptationTrainer
+
+    source, target, _ = text_domains
+    args = FineTuningConfig(output_dir=str(tmp_path), max_steps=1, save_strategy="steps", save_steps=1,
+                            use_cpu=True, report_to="none")  # fmt: skip
+    FineTuningTrainer(model=tiny_bert(), args=args, train_dataset=source, processing_class=tokenizer).train()
+    checkpoint = str(tmp_path / "checkpoint-1")
+    adaptation = DomainAdaptationTrainer(
+        model=tiny_bert(), args=DomainAdaptationConfig(output_dir=str(tmp_path / "da"), max_steps=2, use_cpu=True,
+                                                       report_to="none"),
+        train_dataset=source, target_dataset=target, processing_class=tokenizer,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"another kind of run \(trainer: 'FineTuningTrainer' there, "
+                                         r"'DomainAdaptationTrainer' here\)"):  # fmt: skip
+        adaptation.train(resume_from_checkpoint=checkpoint)
+    three = FineTuningTrainer(model=tiny_bert(num_labels=3), args=args, train_dataset=source)
+    with pytest.raises(ValueError, match=r"num_labels: 2 there, 3 here"):
+        three.train(resume_from_checkpoint=checkpoint)
+    assert adaptation.state.global_step == 0 and three.state.global_step == 0
+
+
+def test_a_dataset_that_was_never_tokenized_is_refused_before_step_one(tmp_path):
+    raw = datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 8, 0))
+    args = FineTuningConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none")
+    message = r"`train_dataset` has the columns \['text', 'label'\] but none of the model's inputs \['input_ids', "
+    with pytest.raises(ValueError, match=message + r"'inputs_embeds'\]: it is not prepared"):
+        FineTuningTrainer(model=tiny_bert(), args=args, train_dataset=raw).train()
+
+
+def test_a_corrupt_image_in_an_evaluation_split_is_named_before_training(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = np.full((8, 8, 3), 60 if label == "a" else 200, dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    (tmp_path / "images" / "test" / "b" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # truncated
+    arguments = ["--dataset", str(tmp_path / "images"), "--validation_split", "test", "--test_dataset", "none",
+                 "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--image_size", "8", "--use_cpu", "true",
+                 "--report_to", "none"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"`dataset` row \d+ \(3\.png\) is not a readable image"):
+        load_recipe("image_cls_finetune").main(arguments)
+    assert _nothing_finished(tmp_path / "run")

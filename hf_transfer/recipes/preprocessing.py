@@ -287,10 +287,35 @@ def prepare_image_dataset(
     and `transform` set to make `pixel_values` on the fly."""
     if label_column is not None:
         dataset = encode_labels(dataset, argument, label_column, label_names)
+    check_images(dataset, argument, image_column)
     keep = (image_column, "label") if label_column is not None else (image_column,)
     dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
     dataset.set_transform(transform)
     return dataset
+
+
+def check_images(dataset: datasets.Dataset, argument: str, column: str) -> None:
+    """Every image of `column` decodes (a corrupt, truncated or non-image file would fail a step, or an evaluation
+    after training): the first that does not is named by row and file."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(dataset.features.get(column), datasets.Image):
+        return
+    raw = dataset.cast_column(column, datasets.Image(decode=False))
+    for start in range(0, len(raw), 512):
+        for offset, item in enumerate(raw[start : start + 512][column]):
+            source = item.get("path") if item.get("bytes") is None else io.BytesIO(item["bytes"])
+            try:
+                with Image.open(source) as image:
+                    image.load()
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                name = os.path.basename(item.get("path") or "") or "an image stored in the data"
+                raise ValueError(
+                    f"`{argument}` row {start + offset} ({name}) is not a readable image ({error}): remove or replace "
+                    "the file."
+                ) from None
 
 
 def text_tokenizer_function(tokenizer, text_column: str, text_pair_column: str | None, max_length: int):
