@@ -28,6 +28,7 @@ MODEL_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_
 RUN_FILES = {"README.md", "all_results.json", "hf_transfer_run.json", "trainer_state.json"}
 CHECKPOINT_FILES = MODEL_FILES | {"README.md", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
 CHECKPOINT_FILES |= {"domain_discriminator.safetensors", "self_training_teacher.safetensors"}  # the default losses
+CHECKPOINT_FILES |= {"hf_transfer_checkpoint.json"}  # what a run resuming from it must share
 
 
 class FakeHub:

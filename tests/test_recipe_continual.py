@@ -10,8 +10,8 @@ from conftest import load_recipe, saved_text_model_accuracy
 TEXT_QUICK = ["--steps_per_experience", "2", "--per_device_train_batch_size", "4", "--max_length", "32",
               "--max_train_samples", "32", "--max_eval_samples", "16", "--logging_steps", "1",
               "--use_cpu", "true"]  # fmt: skip
-IMAGE_QUICK = ["--steps_per_experience", "3", "--per_device_train_batch_size", "8", "--max_train_samples", "200",
-               "--max_eval_samples", "200", "--image_size", "16", "--use_cpu", "true"]  # fmt: skip
+IMAGE_QUICK = ["--steps_per_experience", "2", "--per_device_train_batch_size", "8", "--max_train_samples", "100",
+               "--max_eval_samples", "100", "--image_size", "8", "--use_cpu", "true"]  # fmt: skip
 
 
 def test_text_recipe_learns_the_four_amazon_domains_in_order(tmp_path, tiny_model_dir, capsys):
@@ -48,7 +48,7 @@ def test_text_recipe_refuses_a_domain_twice_and_a_setting_its_method_does_not_us
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("scenario", ["class", "task"])
+@pytest.mark.parametrize("scenario", ["class", pytest.param("task", marks=pytest.mark.slow)])
 def test_image_recipe_splits_the_digits_into_five_experiences(tmp_path, scenario):
     out = tmp_path / "run"
     metrics = load_recipe("image_cls_continual").main(["--output_dir", str(out), "--scenario", scenario, *IMAGE_QUICK])
