@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     check_image_training_args(training_args)
     raw = load_image_domain_sets(data_args, training_args.seed)
     check_image_columns(raw, data_args, unlabeled=("target",))
-    label_names = label_names_of(raw["source"][0], data_args.label_column)
+    label_names = label_names_of(raw["source"][0], data_args.label_column, "source_dataset")
 
     set_seed(training_args.seed)  # the model (or its new head) is initialised from the seed
     model, image_processor, base_model = load_image_classifier(model_args, label_names)

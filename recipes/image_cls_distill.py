@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     distill_args.check()
     raw = load_image_domain_sets(data_args, training_args.seed)
     check_image_columns(raw, data_args, unlabeled=("target",))
-    label_names = label_names_of(raw["source"][0], data_args.label_column)
+    label_names = label_names_of(raw["source"][0], data_args.label_column, "source_dataset")
 
     set_seed(training_args.seed)  # a teacher trained here is initialised from the seed
     teacher, processor, teacher_name, sets = load_teacher_and_processor(

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     fine_tuning_args.check(training_args)
     raw = load_datasets(data_args, training_args.seed)
     check_image_columns(raw, data_args)
-    label_names = label_names_of(raw["train"][0], data_args.label_column)
+    label_names = label_names_of(raw["train"][0], data_args.label_column, "dataset")
 
     set_seed(training_args.seed)  # the model (or its new head) is initialised from the seed
     model, image_processor, base_model = load_image_classifier(model_args, label_names)

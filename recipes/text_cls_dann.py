@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     stage1 = use_stage1_run(model_args, evaluation_args, training_args)
     raw = load_text_domain_sets(data_args, training_args.seed)
     check_text_columns(raw, data_args, unlabeled=("target",))
-    label_names = label_names_of(raw["source"][0], data_args.label_column)
+    label_names = label_names_of(raw["source"][0], data_args.label_column, "source_dataset")
 
     set_seed(training_args.seed)  # the new classification head is initialised from the seed
     model, tokenizer, model_card_name = load_text_classifier(model_args, label_names)

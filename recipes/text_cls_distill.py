@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     distill_args.check()
     raw = load_text_domain_sets(data_args, training_args.seed)
     check_text_columns(raw, data_args, unlabeled=("target",))
-    label_names = label_names_of(raw["source"][0], data_args.label_column)
+    label_names = label_names_of(raw["source"][0], data_args.label_column, "source_dataset")
 
     set_seed(training_args.seed)  # the teacher's new head (when it is trained here) is initialised from the seed
     teacher, tokenizer, base_name, teacher_name, sets = load_teacher_and_tokenizer(

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     fine_tuning_args.check(training_args)
     raw = load_datasets(data_args, training_args.seed)
     check_text_columns(raw, data_args)
-    label_names = label_names_of(raw["train"][0], data_args.label_column)
+    label_names = label_names_of(raw["train"][0], data_args.label_column, "dataset")
 
     set_seed(training_args.seed)  # the new classification head is initialised from the seed
     model, tokenizer, model_card_name = load_text_classifier(model_args, label_names)
