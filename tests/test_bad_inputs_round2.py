@@ -298,3 +298,43 @@ def test_a_corrupt_image_in_an_evaluation_split_is_named_before_training(tmp_pat
     with pytest.raises(ValueError, match=r"`dataset` row \d+ \(3\.png\) is not a readable image"):
         load_recipe("image_cls_finetune").main(arguments)
     assert _nothing_finished(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n',
+         r"could not be read as JSON: .*row 1.* one JSON object per line"),
+        ("nested.json", '{"data": {"text": ["a", "b"], "label": ["x", "y"]}}',
+         r"holds one JSON object with the keys \['data'\] instead of rows"),
+        ("ragged.csv", "text,label\na,x\nb,y,z\n", r"could not be read as CSV: .*Expected 2 fields in line 3"),
+        ("table.xlsx", "x", r"has an unsupported extension '\.xlsx'"),
+    ],
+)  # fmt: skip
+def test_malformed_or_unsupported_data_files_name_the_file_and_the_shape_expected(tmp_path, name, content, message):
+    from hf_transfer import load_domain_dataset
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_domain_dataset(str(path), "train", "dataset")
+
+
+def test_image_folders_with_one_class_no_class_folders_or_no_split_folder_say_how_to_lay_them_out(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hf_transfer import load_domain_dataset
+
+    def image(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(path)
+
+    image(tmp_path / "one" / "train" / "cat" / "0.png")
+    image(tmp_path / "flat" / "train" / "0.png")
+    with pytest.raises(ValueError, match=r"split folder train/, has one class folder \(cat/\)"):
+        load_domain_dataset(str(tmp_path / "one"), "train", "dataset")
+    with pytest.raises(ValueError, match=r"holds its images directly: put each class's images in a subfolder"):
+        load_domain_dataset(str(tmp_path / "flat"), "train", "dataset")
+    with pytest.raises(ValueError, match=r"has no split 'test' \(its subfolders: \['train'\]\)"):
+        load_domain_dataset(str(tmp_path / "one"), "test", "dataset")
