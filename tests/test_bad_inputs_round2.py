@@ -77,6 +77,19 @@ def test_a_single_class_is_refused_before_training_by_the_recipe_and_the_trainer
         trainer.train()
 
 
+def test_the_domain_adaptation_recipe_refuses_one_class_naming_the_source_not_num_labels(tmp_path, tiny_model_dir):
+    source = _jsonl(tmp_path / "positive.jsonl", [r for r in _rows() if r["label"] == "positive"])
+    target = _jsonl(tmp_path / "target.jsonl", [{"text": r["text"]} for r in _rows(16, seed=1)])
+    arguments = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"),
+                 "--source_dataset", source, "--target_dataset", target, "--target_test_dataset", "none",
+                 "--source_validation_split", "none", "--max_steps", "2", "--use_cpu", "true",
+                 "--report_to", "none"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"`source_dataset` has one class only \(\['positive'\]\)") as error:
+        load_recipe("text_cls_dann").main(arguments)
+    assert "num_labels" not in str(error.value)
+    assert _nothing_finished(tmp_path / "run")
+
+
 def test_a_model_with_more_classes_than_the_data_says_so(tmp_path, tokenizer, caplog):
     data = tokenize(datasets.Dataset.from_dict(make_reviews(SOURCE_TOPIC, 16, 0)), tokenizer)
     trainer = FineTuningTrainer(model=tiny_bert(num_labels=5), args=FineTuningConfig(output_dir=str(tmp_path),
@@ -126,6 +139,7 @@ def test_numbers_read_as_strings_from_yaml_become_numbers(tmp_path):
     [
         (["--max_length", "0"], r"`max_length`=0 keeps no token"),
         (["--max_train_samples", "0"], r"A row limit of 0 for `dataset`"),
+        (["--max_eval_samples", "0", "--test_dataset", "amazon:kitchen"], r"A row limit of 0 for `test_dataset`"),
         (["--per_device_eval_batch_size", "0"], r"`per_device_eval_batch_size` must be >= 1"),
         (["--learning_rate", "0"], r"`learning_rate`=0.0 would leave every weight"),
     ],
