@@ -163,10 +163,24 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def mean_sd(values: list[float]) -> str:
-    """Mean (± sample standard deviation when there are several values), in percent."""
+def mean_sd(values: list[float], digits: int = 1) -> str:
+    """Mean (± sample standard deviation when there are several values), in percent, with `digits` decimals."""
     if not values:
         return "–"
     if len(values) == 1:
-        return pct(values[0])
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+        return f"{100 * values[0]:.{digits}f}"
+    return f"{100 * statistics.mean(values):.{digits}f} ± {100 * statistics.stdev(values):.{digits}f}"
+
+
+def write_between_markers(script: str, lines: list[str]) -> bool:
+    """Put `lines` between the markers of `python benchmarks/<script>.py --report_only` in docs/benchmarks.md
+    (nothing else changes); False when the page has no such markers."""
+    page = ROOT / "docs" / "benchmarks.md"
+    start = f"<!-- written by `python benchmarks/{script}.py --report_only`: start -->"
+    end = f"<!-- written by `python benchmarks/{script}.py --report_only`: end -->"
+    text = page.read_text()
+    if start not in text or end not in text:
+        return False
+    before, rest = text.split(start, 1)
+    page.write_text(f"{before}{start}\n" + "\n".join(lines) + f"\n{end}{rest.split(end, 1)[1]}")
+    return True

@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import ROOT, ResultsFile, run_recipe
+from common import ROOT, ResultsFile, mean_sd, run_recipe, write_between_markers
 
 SETTINGS = {  # name -> (recipe, scenario, extra arguments)
     "text_domain": ("recipes/text_cls_continual.py", "domain", []),
@@ -33,9 +33,6 @@ DEV = {  # the settings EWC's λ is chosen on (never the reported data)
 EWC_GRID = {"text_domain": [1e2, 1e4, 1e6], "digits_class": [1e2, 1e4, 1e6, 1e8], "digits_task": [1e2, 1e4, 1e6, 1e8]}
 MEMORY = {"text_domain": (100, 400), "digits_class": (100, 500), "digits_task": (100, 500)}
 SEEDS = (42, 43, 44)
-DOCS = ROOT / "docs" / "benchmarks.md"
-START = "<!-- written by `python benchmarks/continual.py --report_only`: start -->"
-END = "<!-- written by `python benchmarks/continual.py --report_only`: end -->"
 METRICS = ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer")
 
 
@@ -113,7 +110,7 @@ def summary_tables(records: list[dict]) -> list[str]:
                   "| CPU s |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for method in dict.fromkeys(r["method"] for r in test):
             rows = [r for r in test if r["method"] == method]
-            cells = [_fmt([r[m] for r in rows if r.get(m) is not None]) for m in METRICS]
+            cells = [_percent([r[m] for r in rows if r.get(m) is not None]) for m in METRICS]
             costs = [f"{statistics.mean(r[k] for r in rows):.0f}" for k in ("wall_seconds", "cpu_seconds")]
             lines.append(f"| {method} | {len(rows)} | " + " | ".join(cells + costs) + " |")
         lines += ["", *goal_lines(test, setting), ""]
@@ -144,21 +141,12 @@ def goal_lines(test: list[dict], setting: str) -> list[str]:
             f"{100 * mean(best, 'average_accuracy'):.2f} against {100 * naive_acc:.2f}: **{verdict}**."]  # fmt: skip
 
 
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+def _percent(values: list[float]) -> str:
+    return mean_sd(values, 2)
 
 
 def update_page(records: list[dict]) -> bool:
-    text = DOCS.read_text()
-    if START not in text or END not in text:
-        return False
-    before, rest = text.split(START, 1)
-    DOCS.write_text(f"{before}{START}\n" + "\n".join(summary_tables(records)) + f"\n{END}{rest.split(END, 1)[1]}")
-    return True
+    return write_between_markers("continual", summary_tables(records))
 
 
 # ---- main ------------------------------------------------------------------------------------------------------

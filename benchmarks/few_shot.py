@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, ResultsFile, run_recipe
+from common import ROOT, ResultsFile, mean_sd, run_recipe, write_between_markers
 
 TARGETS = ("books", "dvd", "electronics", "kitchen")
 INITS = {  # initialisation -> (recipe, its arguments after the data)
@@ -34,9 +34,6 @@ INITS = {  # initialisation -> (recipe, its arguments after the data)
 METHODS = ("head_only", "fine_tune", *(f"{init}_fine_tune" for init in INITS), "contrastive", "setfit")
 CHILD_METHODS = ("contrastive", "setfit")  # run side by side by this script, in fp32
 MAX_LENGTH = 128  # tokens, for every method
-DOCS = ROOT / "docs" / "benchmarks.md"
-START = "<!-- written by `python benchmarks/few_shot.py --report_only`: start -->"
-END = "<!-- written by `python benchmarks/few_shot.py --report_only`: end -->"
 
 
 def protocol_of() -> dict:
@@ -223,18 +220,18 @@ def summary_tables(records: list[dict]) -> list[str]:
     once = ["zero_shot", *(f"{init}_init" for init in INITS)]
     lines += ["| without a target label | " + " | ".join(TARGETS) + " | mean |", "|---" * (len(TARGETS) + 2) + "|"]
     for method in once:
-        cells = [_fmt(_values(records, method, target=t)) for t in TARGETS]
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_fmt(_values(records, method))} |")
+        cells = [_percent(_values(records, method, target=t)) for t in TARGETS]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_percent(_values(records, method))} |")
     for k in sorted({r["k"] for r in records if r["k"]}):
         lines += ["", f"**K = {k} per class**", "", "| method | " + " | ".join(TARGETS) + " | all | train s | wall s |",
                   "|---" * (len(TARGETS) + 4) + "|"]  # fmt: skip
         for method in METHODS:
             if not _values(records, method, k):
                 continue
-            cells = [_fmt(_values(records, method, k, t)) for t in TARGETS]
+            cells = [_percent(_values(records, method, k, t)) for t in TARGETS]
             train = _values(records, method, k, key="train_seconds")
             wall = _values(records, method, k, key="wall_seconds")
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {_fmt(_values(records, method, k))} | "
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {_percent(_values(records, method, k))} | "
                          f"{_seconds(train)} | {_seconds(wall)} |")  # fmt: skip
     return lines + [""] + goal_lines(records)
 
@@ -263,25 +260,16 @@ def goal_lines(records: list[dict]) -> list[str]:
     return lines
 
 
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
-
-
 def _seconds(values: list[float]) -> str:
     return f"{statistics.mean(values):.0f}" if values else "–"
 
 
+def _percent(values: list[float]) -> str:
+    return mean_sd(values, 2)
+
+
 def update_page(records: list[dict]) -> bool:
-    text = DOCS.read_text()
-    if START not in text or END not in text:
-        return False
-    before, rest = text.split(START, 1)
-    DOCS.write_text(f"{before}{START}\n" + "\n".join(summary_tables(records)) + f"\n{END}{rest.split(END, 1)[1]}")
-    return True
+    return write_between_markers("few_shot", summary_tables(records))
 
 
 # ---- main ------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-from common import ROOT, ResultsFile, lookup, run_recipe
+from common import ROOT, ResultsFile, lookup, run_recipe, write_between_markers
 
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
 ESTIMATORS = ("logme", "h_score", "leep", "nce")
@@ -30,9 +30,6 @@ CANDIDATE_MODELS = {  # name -> how it is built from MiniLM (saved under <output
 }
 AMAZON = ROOT / "benchmarks" / "results" / "amazon.json"
 TWO_STAGE = ROOT / "benchmarks" / "results" / "amazon_two_stage.json"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START = "<!-- written by `python benchmarks/transferability.py --report_only`: start -->"
-END = "<!-- written by `python benchmarks/transferability.py --report_only`: end -->"
 
 
 def protocol_of() -> dict:
@@ -270,12 +267,7 @@ def multi_source_lines(records: list[dict]) -> list[str]:
 
 
 def update_page(records: list[dict]) -> bool:
-    text = DOCS.read_text()
-    if START not in text or END not in text:
-        return False
-    before, rest = text.split(START, 1)
-    DOCS.write_text(f"{before}{START}\n" + "\n".join(summary_tables(records)) + f"\n{END}{rest.split(END, 1)[1]}")
-    return True
+    return write_between_markers("transferability", summary_tables(records))
 
 
 # ---- main ------------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from hf_transfer import FineTuningConfig
 from hf_transfer.cpu_threads import cpu_precision_defaults
-from hf_transfer.recipes.arguments import FineTuningArguments, TextModelArguments
+from hf_transfer.recipes.arguments import FineTuningArguments, TextModelArguments, source_mixing_field
 from hf_transfer.recipes.models import load_text_classifier
 from hf_transfer.recipes.parser import parse_recipe_args
 from hf_transfer.recipes.preprocessing import (
@@ -54,11 +54,7 @@ class DataArguments:
         metadata={"help": "Labeled data, one or several sources: 'amazon:<domain>' (bundled), local files/folders or "
                   "Hub dataset ids (several: see --source_mixing)."},
     )  # fmt: skip
-    source_mixing: str = field(
-        default="proportional",
-        metadata={"help": "Several datasets: 'proportional' (all their rows) or 'equal' (each drawn with replacement "
-                  "up to the largest one's rows).", "choices": ["proportional", "equal"]},
-    )  # fmt: skip
+    source_mixing: str = source_mixing_field()
     train_split: str = field(default="train", metadata={"help": "Split of dataset to train on."})
     validation_split: str | None = field(
         default="validation",

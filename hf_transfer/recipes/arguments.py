@@ -9,6 +9,15 @@ from ..features import FEATURE_POOLINGS
 SCRATCH_VISION_MODELS = ("resnet", "vit")
 
 
+def source_mixing_field():
+    """`--source_mixing`, for the recipes that take several source datasets (`load_sources`)."""
+    return field(
+        default="proportional",
+        metadata={"help": "Several sources: 'proportional' (all their rows) or 'equal' (each source drawn with "
+                  "replacement up to the largest one's rows).", "choices": ["proportional", "equal"]},
+    )  # fmt: skip
+
+
 @dataclass
 class TextModelArguments:
     model_name_or_path: str | None = field(
@@ -64,11 +73,7 @@ class TextDomainDataArguments:
         metadata={"help": "Labeled source data, one or several: 'amazon:<domain>' (bundled), local files/folders or "
                   "Hub dataset ids (several: see --source_mixing)."},
     )  # fmt: skip
-    source_mixing: str = field(
-        default="proportional",
-        metadata={"help": "Several sources: 'proportional' (all their rows) or 'equal' (each source drawn with "
-                  "replacement up to the largest one's rows).", "choices": ["proportional", "equal"]},
-    )  # fmt: skip
+    source_mixing: str = source_mixing_field()
     source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
     source_validation_split: str | None = field(
         default="validation",
@@ -102,11 +107,7 @@ class ImageDomainDataArguments:
         metadata={"help": "Labeled source images, one or several: 'digits:usps' / 'digits:mnist' (bundled), local "
                   "folders or Hub ids (several: see --source_mixing)."},
     )  # fmt: skip
-    source_mixing: str = field(
-        default="proportional",
-        metadata={"help": "Several sources: 'proportional' (all their rows) or 'equal' (each source drawn with "
-                  "replacement up to the largest one's rows).", "choices": ["proportional", "equal"]},
-    )  # fmt: skip
+    source_mixing: str = source_mixing_field()
     source_train_split: str = field(default="train", metadata={"help": "Split of source_dataset to train on."})
     source_test_split: str | None = field(
         default="test", metadata={"help": "Held-out split of source_dataset to evaluate on; 'none' to skip."}
