@@ -400,6 +400,9 @@ def test_continual_report_means_the_metrics_picks_lambda_on_dev_and_judges_the_g
     records[1]["average_accuracy"] = 0.9  # λ = 1e4 wins on dev
     assert continual.chosen_lambda(records, "digits_class") == 1e4
     assert continual.chosen_lambda(records[:2], "digits_class") is None  # the grid is not done
+    records[3]["average_accuracy"] = 0.9 + 1e-15  # a tie in all but the last float bits goes to the smaller λ
+    assert continual.chosen_lambda(records, "digits_class") == 1e4
+    records[3]["average_accuracy"] = 0.5
     records += [record("naive", s, a, f) for s, a, f in ((42, 0.20, 0.90), (43, 0.22, 0.94))]
     records += [record("replay_500", s, a, f) for s, a, f in ((42, 0.80, 0.20), (43, 0.84, 0.24))]
     records += [record("lwf", s, 0.25, 0.10) for s in (42, 43)]  # forgets least, above naive's accuracy
