@@ -107,7 +107,12 @@ def build_candidates(args) -> dict[str, Path]:
             model = AutoModel.from_pretrained(base, **({"num_hidden_layers": layers} if layers else {}))
         if name == "minilm_top2_reinit":
             for layer in model.encoder.layer[-2:]:
+                before = layer.attention.self.query.weight.detach().clone()
+                for weight in layer.parameters():  # transformers 5's init skips weights marked as loaded
+                    weight._is_hf_initialized = False
                 layer.apply(model._init_weights)
+                if torch.equal(before, layer.attention.self.query.weight):
+                    raise RuntimeError("re-initialising the top layers left them unchanged")
         model.save_pretrained(ROOT / folder)
         AutoTokenizer.from_pretrained(base).save_pretrained(ROOT / folder)
     return folders
