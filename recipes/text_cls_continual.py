@@ -15,7 +15,7 @@ Other runs:
     accelerate launch recipes/text_cls_continual.py --continual_method ewc --ewc_mode online --ewc_decay 0.9
     accelerate launch recipes/text_cls_continual.py --continual_method lwf replay    # methods combine
     accelerate launch recipes/text_cls_continual.py --continual_method adapters --transfer_strategy lora \\
-        --learning_rate 5e-4                                                          # one LoRA per domain
+        --learning_rate 2e-3                              # one LoRA per domain (50 steps: 5e-4 learns nothing)
     accelerate launch recipes/text_cls_continual.py --continual_method joint          # the upper bound
     accelerate launch recipes/text_cls_continual.py --experiences amazon:kitchen my_reviews.jsonl imdb \\
         --eval_split test --max_eval_samples 1000

@@ -426,3 +426,18 @@ def test_bad_experiences_are_refused_before_training(tmp_path, tokenizer):
                          continual_method=["adapters"]), train_dataset=sets, eval_dataset=sets)  # fmt: skip
     with pytest.raises(ValueError, match="restart with each experience"):
         _trainer(tmp_path, tokenizer, lr_scheduler_type="reduce_lr_on_plateau", eval_strategy="steps")
+
+
+def test_experiences_that_were_not_learned_are_warned_about_reported_and_carded(tmp_path, tokenizer, caplog):
+    trainer = _trainer(tmp_path, tokenizer, learning_rate=1e-12)  # the weights cannot move: nothing is learned
+    with caplog.at_level("WARNING", logger="hf_transfer.continual.trainer"):
+        trainer.train()
+    trainer.save_model()
+    assert trainer.continual_report()["not_learned"] == ["a", "b", "c"]
+    warned = [r.getMessage() for r in caplog.records if "was not learned" in r.getMessage()]
+    assert len(warned) == 3 and "Experience 'a' was not learned" in warned[0] and "learning_rate" in warned[0]
+    assert "**Not learned:** a, b, c." in (tmp_path / "out" / "README.md").read_text()
+    # the rule itself: above both the majority class and the untrained model by more than the margin is learned
+    trainer._matrix, trainer._initial = [[0.9, 0.5, 0.5], [0.9, 0.51, 0.5], [0.9, 0.5, 0.56]], [0.5, 0.5, 0.55]
+    trainer._majority = [0.5, 0.5, 0.5]
+    assert trainer.not_learned() == ["b", "c"]

@@ -10,7 +10,9 @@ adapter. A checkpoint holds all of it, so a run killed in experience 3 resumes i
 
 import copy
 import json
+import logging
 import os
+from collections import Counter
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -41,6 +43,11 @@ EWC_FILE = "continual_ewc.safetensors"
 PREVIOUS_MODEL_FILE = "continual_previous_model.safetensors"
 RESULTS_FILE = "continual_results.json"
 MATRIX_PLOT = "accuracy_matrix.png"
+# An experience counts as not learned when, right after its training, its accuracy is at most this far (a fraction)
+# above always predicting its most common class: the learning rate or the steps are too small for it.
+NOT_LEARNED_MARGIN = 0.02
+
+logger = logging.getLogger(__name__)
 
 
 def adapter_name(experience: int) -> str:
@@ -89,6 +96,7 @@ class ContinualMixin(BaseTrainerMixin):
         super().__init__(model, args, *trainer_args, peft_config=peft_config, **kwargs)
         self._schedule_factor(1)  # a schedule that cannot restart per experience fails now, not at step 1
         self._classes = self._class_table(num_labels, eval_labels)
+        self._majority = [max(Counter(labels).values()) / len(labels) if labels else 0.0 for labels in eval_labels]
         self._rows = ExperienceSequence(list(experiences.values()))
         self.eval_dataset = {name: ExperienceRows(data, i) for i, (name, data) in enumerate(evaluations.items())}
         self._matrix, self._initial = [], None
@@ -292,6 +300,7 @@ class ContinualMixin(BaseTrainerMixin):
     def _end_experience(self, index: int) -> None:
         """Experience `index` is trained: its row of the matrix, then what the method keeps for the next ones."""
         self._matrix.append(self._accuracies())
+        self._warn_if_not_learned()
         last = index == len(self._plan.steps) - 1
         if last:
             return
@@ -304,6 +313,32 @@ class ContinualMixin(BaseTrainerMixin):
             self._select_adapter(base, index + 1)
         optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
         optimizer.state.clear()  # Adam's moments belong to the finished experience
+
+    def not_learned(self) -> list[str]:
+        """The experiences whose accuracy right after their training (the matrix's diagonal; a joint run's only row)
+        is at most `NOT_LEARNED_MARGIN` above both always predicting their most common class and the untrained
+        model."""
+        joint = self.args.continual_method == ["joint"]
+        found = []
+        for row_index, row in enumerate(self._matrix):
+            for j in range(len(self._names)) if joint else [row_index]:
+                floor = max(self._majority[j], self._initial[j] if self._initial else 0.0)
+                if row[j] <= floor + NOT_LEARNED_MARGIN:
+                    found.append(self._names[j])
+        return found
+
+    def _warn_if_not_learned(self) -> None:
+        row = len(self._matrix) - 1
+        for name in self.not_learned():
+            j = self._names.index(name)
+            if self.args.continual_method == ["joint"] or j == row:
+                logger.warning(
+                    f"Experience {name!r} was not learned: {100 * self._matrix[row][j]:.2f} % after its training, "
+                    f"no better than always predicting its most common class ({100 * self._majority[j]:.2f} %) or "
+                    "than the untrained model. "
+                    "Raise `learning_rate` or `steps_per_experience` (an adapter over 50 steps needs about 2e-3, "
+                    "docs/continual.md)."
+                )
 
     def _accuracies(self) -> list[float]:
         """The accuracy on each experience's evaluation set (with its own adapter under `"adapters"`)."""
@@ -470,6 +505,7 @@ class ContinualMixin(BaseTrainerMixin):
             "accuracy_matrix": self._matrix,
             "initial_accuracy": self._initial,
             "metrics": continual_metrics(self._matrix, self._initial) if self._matrix else {},
+            "not_learned": self.not_learned(),
             "table": matrix_table(self._matrix, self._names, row_names) if self._matrix else "",
             "continual_method": self.args.continual_method,
             "scenario": self.args.scenario,

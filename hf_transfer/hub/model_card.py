@@ -541,7 +541,7 @@ def _continual_section(report: dict) -> dict:
     metrics = [{"name": label, "value": "–" if report["metrics"].get(key) is None else
                 f"{100 * report['metrics'][key]:.2f}"} for key, label in names.items()]  # fmt: skip
     return {"table": report["table"], "metrics": metrics, "plot": "accuracy_matrix.png",
-            "scenario": report["scenario"]}  # fmt: skip
+            "scenario": report["scenario"], "not_learned": ", ".join(report.get("not_learned") or [])}  # fmt: skip
 
 
 def _final_sections(trainer, checkpoint_step, reports: tuple, source_only_results, results) -> dict:
