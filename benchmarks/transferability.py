@@ -153,7 +153,7 @@ def multi_source_records(target: str, seed: int, args, results: ResultsFile) -> 
     root = Path(args.output_root) / "multi_source"
     stage1 = root / "stage1" / f"{target}_seed{seed}"
     plans = {
-        "stage1": ["--adaptation_loss", "none", "--max_steps", "150"],
+        "stage1": ["--adaptation_loss", "none", "--source_only_steps", "0", "--max_steps", "150"],
         "source_only": ["--stage1_run", str(ROOT / stage1), "--source_only_steps", "150", "--max_steps", "300",
                         "--adaptation_loss", "none"],
         "dann_0.1_st": ["--stage1_run", str(ROOT / stage1), "--source_only_steps", "150", "--max_steps", "300",
