@@ -385,6 +385,8 @@ def test_few_shot_report_means_goals_and_time_ratio():
     assert "+2.00 points over 1 and 1 runs" in goals
     assert "K = 8: our contrastive 70.00 % against setfit 68.00 % (2 and 2 runs), in 0.80× its training time" in goals
     assert "zero-shot: lowest target 59.00 %" in goals
+    assert "per target: books +2.00;" in goals  # FOMAML − source at K = 16, per target
+    assert "per target: books +2.00 in 20.0 s against 25.0 s;" in goals  # contrastive − setfit at K = 8
 
 
 def test_continual_report_means_the_metrics_picks_lambda_on_dev_and_judges_the_goal():
