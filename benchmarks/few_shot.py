@@ -218,6 +218,7 @@ def summary_tables(records: list[dict]) -> list[str]:
     lines = ["Target-test accuracy (%), mean ± sd over the draws (seeds); every record with its command is in "
              "`benchmarks/results/few_shot.json`.", ""]  # fmt: skip
     once = ["zero_shot", *(f"{init}_init" for init in INITS)]
+    once += [f"{init}_init_again" for init in INITS if _values(records, f"{init}_init_again")]  # trained again
     lines += ["| without a target label | " + " | ".join(TARGETS) + " | mean |", "|---" * (len(TARGETS) + 2) + "|"]
     for method in once:
         cells = [_percent(_values(records, method, target=t)) for t in TARGETS]
@@ -316,6 +317,18 @@ def run_target(target: str, args, results: ResultsFile) -> None:
             results.add([init_record(target, init, args)])
 
 
+def ensure_init(target: str, method: str, args, results: ResultsFile) -> None:
+    """Before a fine-tune from an initialisation: if its weights are gone (a fresh checkout keeps the records, not
+    `outputs/`), train it again with the same command and seed, and record that run as `<init>_init_again` so the
+    report shows how far it is from the recorded one."""
+    init = method.removesuffix("_fine_tune")
+    if init not in INITS or any((Path(args.output_root) / target / f"{init}_init").glob("*.safetensors")):
+        return
+    record = init_record(target, init, args)
+    results.add([{**record, "method": f"{init}_init_again"}])
+    print(f"{target} {init}_init trained again: {100 * record['accuracy']:.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     if args.child:
@@ -334,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
                         if method in CHILD_METHODS:
                             record = child_record(target, k, seed, method)
                         else:
+                            ensure_init(target, method, args, results)
                             record = recipe_record(target, k, seed, method, args)
                         results.add([record])
                         print(f"{target} K={k} seed {seed} {method}: {100 * record['accuracy']:.2f}", flush=True)

@@ -389,6 +389,34 @@ def test_few_shot_report_means_goals_and_time_ratio():
     assert "per target: books +2.00 in 20.0 s against 25.0 s;" in goals  # contrastive − setfit at K = 8
 
 
+def test_few_shot_trains_an_initialisation_again_when_its_weights_are_gone(tmp_path, monkeypatch):
+    import few_shot
+    from common import ResultsFile
+
+    trained = []
+
+    def fake_init_record(target, init, args):
+        trained.append((target, init))
+        return {"target": target, "k": 0, "seed": 42, "method": f"{init}_init", "accuracy": 0.87}
+
+    monkeypatch.setattr(few_shot, "init_record", fake_init_record)
+    monkeypatch.setattr("common.code_version", lambda: "test")
+    args = few_shot.parse_arguments(["--output_root", str(tmp_path / "runs")])
+    results = ResultsFile(tmp_path / "few_shot.json", few_shot.protocol_of(), few_shot.report)
+    results.add([{"target": "books", "k": 0, "seed": 42, "method": "source_init", "accuracy": 0.86}])
+    few_shot.ensure_init("books", "fine_tune", args, results)  # from the pretrained model: nothing to train
+    few_shot.ensure_init("books", "source_fine_tune", args, results)  # recorded, but its weights are gone
+    assert trained == [("books", "source")]
+    assert [r["method"] for r in results.records] == ["source_init", "source_init_again"]
+    (tmp_path / "runs" / "books" / "source_init").mkdir(parents=True)
+    (tmp_path / "runs" / "books" / "source_init" / "model.safetensors").write_bytes(b"")
+    few_shot.ensure_init("books", "source_fine_tune", args, results)  # its weights are there
+    assert trained == [("books", "source")]
+    lines = few_shot.summary_tables(results.records)
+    assert "| source_init | 86.00 | – | – | – | 86.00 |" in lines
+    assert "| source_init_again | 87.00 | – | – | – | 87.00 |" in lines
+
+
 def test_continual_report_means_the_metrics_picks_lambda_on_dev_and_judges_the_goal():
     import continual
 
