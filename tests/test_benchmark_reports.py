@@ -378,11 +378,13 @@ def test_few_shot_report_means_goals_and_time_ratio():
     records += [record("books", "contrastive", 0.70, seed=s, train=20.0) for s in (0, 1)]
     records += [record("books", "setfit", a, seed=s, train=25.0) for s, a in ((0, 0.66), (1, 0.70))]
     records += [record("books", "fomaml_fine_tune", 0.80, k=16), record("books", "source_fine_tune", 0.78, k=16)]
+    records += [record("books", "maml_fine_tune", 0.77, k=16)]
     lines = few_shot.summary_tables(records)
     assert "| contrastive | 70.00 ± 0.00 | – | – | – | 70.00 ± 0.00 | 20 | – |" in lines
     assert "| setfit | 68.00 ± 2.83 | – | – | – | 68.00 ± 2.83 | 25 | – |" in lines
     goals = "\n".join(few_shot.goal_lines(records))
-    assert "+2.00 points over 1 and 1 runs" in goals
+    assert "(first-order MAML) then K-shot against source-trained then K-shot: +2.00 points over 1 and 1 runs" in goals
+    assert "(second-order MAML) then K-shot against source-trained then K-shot: -1.00 points over 1 and 1" in goals
     assert "K = 8: our contrastive 70.00 % against setfit 68.00 % (2 and 2 runs), in 0.80× its training time" in goals
     assert "zero-shot: lowest target 59.00 %" in goals
     assert "per target: books +2.00;" in goals  # FOMAML − source at K = 16, per target
@@ -397,13 +399,15 @@ def test_few_shot_trains_an_initialisation_again_when_its_weights_are_gone(tmp_p
 
     def fake_init_record(target, init, args):
         trained.append((target, init))
-        return {"target": target, "k": 0, "seed": 42, "method": f"{init}_init", "accuracy": 0.87}
+        return {"target": target, "k": 0, "seed": 42, "method": f"{init}_init", "accuracy": 0.87,
+                "wall_seconds": 500.0, "cpu_seconds": 900.0}  # fmt: skip
 
     monkeypatch.setattr(few_shot, "init_record", fake_init_record)
     monkeypatch.setattr("common.code_version", lambda: "test")
     args = few_shot.parse_arguments(["--output_root", str(tmp_path / "runs")])
     results = ResultsFile(tmp_path / "few_shot.json", few_shot.protocol_of(), few_shot.report)
-    results.add([{"target": "books", "k": 0, "seed": 42, "method": "source_init", "accuracy": 0.86}])
+    results.add([{"target": "books", "k": 0, "seed": 42, "method": "source_init", "accuracy": 0.86,
+                  "wall_seconds": 300.0, "cpu_seconds": 500.0}])  # fmt: skip
     few_shot.ensure_init("books", "fine_tune", args, results)  # from the pretrained model: nothing to train
     few_shot.ensure_init("books", "source_fine_tune", args, results)  # recorded, but its weights are gone
     assert trained == [("books", "source")]
@@ -413,8 +417,8 @@ def test_few_shot_trains_an_initialisation_again_when_its_weights_are_gone(tmp_p
     few_shot.ensure_init("books", "source_fine_tune", args, results)  # its weights are there
     assert trained == [("books", "source")]
     lines = few_shot.summary_tables(results.records)
-    assert "| source_init | 86.00 | – | – | – | 86.00 |" in lines
-    assert "| source_init_again | 87.00 | – | – | – | 87.00 |" in lines
+    assert "| source_init | 86.00 | – | – | – | 86.00 | 300 | 500 |" in lines
+    assert "| source_init_again | 87.00 | – | – | – | 87.00 | 500 | 900 |" in lines
 
 
 def test_continual_report_means_the_metrics_picks_lambda_on_dev_and_judges_the_goal():
